@@ -1,0 +1,201 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// StatusError is a non-2xx answer from the API.
+type StatusError struct {
+	Code    int
+	Message string
+}
+
+func (e *StatusError) Error() string { return e.Message }
+
+// Client talks to one daemon: over its unix socket, or over mutual TLS.
+type Client struct {
+	base string
+	http *http.Client
+}
+
+// NewClient returns a client for host, which is unix:///path/to/sock,
+// tcp://HOST:PORT or HOST:PORT. TCP needs tlsConfig.
+func NewClient(host string, tlsConfig *tls.Config) (*Client, error) {
+	tr := &http.Transport{
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       30 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+	}
+	base := "https://"
+	switch {
+	case strings.HasPrefix(host, "unix://"):
+		path := strings.TrimPrefix(host, "unix://")
+		if path == "" {
+			return nil, fmt.Errorf("host %q: empty socket path", host)
+		}
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}
+		base = "http://shoal"
+	default:
+		addr := strings.TrimPrefix(host, "tcp://")
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("host %q: want unix:///path or HOST:PORT: %w", host, err)
+		}
+		if tlsConfig == nil {
+			return nil, fmt.Errorf("host %q: tcp needs a client certificate", host)
+		}
+		tr.TLSClientConfig = tlsConfig
+		tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second}).DialContext
+		base += addr
+	}
+	return &Client{base: base, http: &http.Client{Transport: tr}}, nil
+}
+
+// Close releases idle connections.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode %s %s: %w", method, path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e Error
+		if json.Unmarshal(data, &e) != nil || e.Message == "" {
+			e.Message = strings.TrimSpace(string(data))
+			if e.Message == "" {
+				e.Message = resp.Status
+			}
+		}
+		return &StatusError{Code: resp.StatusCode, Message: e.Message}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// IsStatus reports whether err is an API answer with the given code.
+func IsStatus(err error, code int) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Code == code
+}
+
+func (c *Client) Info(ctx context.Context) (Info, error) {
+	var out Info
+	return out, c.do(ctx, http.MethodGet, "/v1/info", nil, &out)
+}
+
+func (c *Client) Nodes(ctx context.Context) ([]NodeView, error) {
+	var out []NodeView
+	return out, c.do(ctx, http.MethodGet, "/v1/nodes", nil, &out)
+}
+
+// Node finds a node by ID, unique ID prefix or hostname.
+func (c *Client) Node(ctx context.Context, ref string) (NodeView, error) {
+	var out NodeView
+	return out, c.do(ctx, http.MethodGet, "/v1/nodes/"+url.PathEscape(ref), nil, &out)
+}
+
+func (c *Client) UpdateNode(ctx context.Context, ref string, u NodeUpdate) (NodeView, error) {
+	var out NodeView
+	return out, c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(ref)+"/update", u, &out)
+}
+
+func (c *Client) PromoteNode(ctx context.Context, ref string) (NodeView, error) {
+	var out NodeView
+	return out, c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(ref)+"/promote", nil, &out)
+}
+
+func (c *Client) DemoteNode(ctx context.Context, ref string) (NodeView, error) {
+	var out NodeView
+	return out, c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(ref)+"/demote", nil, &out)
+}
+
+func (c *Client) RemoveNode(ctx context.Context, ref string, force bool) error {
+	q := ""
+	if force {
+		q = "?force=1"
+	}
+	return c.do(ctx, http.MethodDelete, "/v1/nodes/"+url.PathEscape(ref)+q, nil, nil)
+}
+
+func (c *Client) JoinTokens(ctx context.Context) (JoinTokens, error) {
+	var out JoinTokens
+	return out, c.do(ctx, http.MethodGet, "/v1/join-tokens", nil, &out)
+}
+
+// RotateJoinToken replaces the token of role; the old one stops working.
+func (c *Client) RotateJoinToken(ctx context.Context, role NodeRole) (JoinTokens, error) {
+	var out JoinTokens
+	return out, c.do(ctx, http.MethodPost, "/v1/join-tokens/rotate?role="+url.QueryEscape(string(role)), nil, &out)
+}
+
+// Leave makes the local node leave the cluster; it is served on the unix socket only.
+func (c *Client) Leave(ctx context.Context, force bool) error {
+	q := ""
+	if force {
+		q = "?force=1"
+	}
+	return c.do(ctx, http.MethodPost, "/v1/leave"+q, nil, nil)
+}
+
+func (c *Client) Join(ctx context.Context, req JoinRequest) (JoinResponse, error) {
+	var out JoinResponse
+	return out, c.do(ctx, http.MethodPost, "/v1/join", req, &out)
+}
+
+func (c *Client) RaftJoin(ctx context.Context, req RaftJoinRequest) error {
+	return c.do(ctx, http.MethodPost, "/v1/raft/join", req, nil)
+}
+
+// RaftLeave asks the leader to remove the calling manager from raft.
+func (c *Client) RaftLeave(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/v1/raft/leave", nil, nil)
+}
+
+func (c *Client) Heartbeat(ctx context.Context, hb Heartbeat) (HeartbeatResponse, error) {
+	var out HeartbeatResponse
+	return out, c.do(ctx, http.MethodPost, "/v1/session/heartbeat", hb, &out)
+}
+
+func (c *Client) RenewCert(ctx context.Context, req CertRequest) (CertResponse, error) {
+	var out CertResponse
+	return out, c.do(ctx, http.MethodPost, "/v1/certs/renew", req, &out)
+}
