@@ -1,0 +1,59 @@
+package node
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Mode says how the process came to be started.
+type Mode int
+
+const (
+	// ModeResume only resumes an existing data directory.
+	ModeResume Mode = iota
+	// ModeInit creates a new cluster unless the data directory already has one.
+	ModeInit
+	// ModeJoin joins an existing cluster unless the data directory already has state.
+	ModeJoin
+)
+
+// Config is everything the daemon needs to start. Empty ports take
+// Swarm's defaults (2377 API, 2378 raft, 7946 gossip).
+type Config struct {
+	Mode    Mode
+	DataDir string
+	// AdvertiseAddr is the IP other nodes reach this node on.
+	AdvertiseAddr string
+	// ListenIP is the IP the API, raft and gossip listen on; empty means all.
+	ListenIP   string
+	APIPort    int
+	RaftPort   int
+	GossipPort int
+	// MetricsAddr is host:port of the plain-HTTP /metrics listener; empty disables it.
+	MetricsAddr string
+	// ContainerdAddress is the containerd socket to use.
+	ContainerdAddress string
+	// JoinToken and JoinAddr are used by ModeJoin.
+	JoinToken string
+	JoinAddr  string
+	// Hostname overrides os.Hostname, so test hosts can tell themselves apart.
+	Hostname string
+	// Ready, if set, is called once the node is serving, with the
+	// worker and manager join commands on a new cluster's first start.
+	Ready  func(info ReadyInfo)
+	Logger *slog.Logger
+	// ShutdownTimeout bounds a graceful stop.
+	ShutdownTimeout time.Duration
+}
+
+// ReadyInfo is what the CLI prints when the daemon is up.
+type ReadyInfo struct {
+	NodeID       string
+	ClusterID    string
+	Role         string
+	Resumed      bool
+	WorkerToken  string
+	ManagerToken string
+	APIAddr      string
+	SocketPath   string
+}
