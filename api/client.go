@@ -199,3 +199,9 @@ func (c *Client) RenewCert(ctx context.Context, req CertRequest) (CertResponse, 
 	var out CertResponse
 	return out, c.do(ctx, http.MethodPost, "/v1/certs/renew", req, &out)
 }
+
+// LeaveCluster removes the calling node from the cluster; the leader
+// answers it for the node named in the caller's certificate.
+func (c *Client) LeaveCluster(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/v1/session/leave", nil, nil)
+}
