@@ -1,0 +1,179 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/clock"
+)
+
+// Config wires an Agent.
+type Config struct {
+	Hostname  string
+	Addr      string
+	Endpoints api.Endpoints
+	// Engine probes the container engine.
+	Engine EngineProber
+	// Dial returns a client for a manager's API address (mutual TLS).
+	Dial func(apiAddr string) (*api.Client, error)
+	// Managers returns the managers' endpoints known now.
+	Managers func() []api.Endpoints
+	// OnResponse gets every heartbeat answer, in order.
+	OnResponse func(api.HeartbeatResponse)
+	Clock      clock.Clock
+	Logger     *slog.Logger
+	Registry   prometheus.Registerer
+}
+
+// Agent keeps the node's session with the managers.
+type Agent struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	engine  api.Engine
+	current string // API address of the manager that answered last
+
+	failures prometheus.Counter
+}
+
+// New returns an agent; Run starts it.
+func New(cfg Config) *Agent {
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent")}
+	a.failures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "shoal_agent_heartbeat_failures_total", Help: "Heartbeats that no manager answered.",
+	})
+	if cfg.Registry != nil {
+		cfg.Registry.MustRegister(a.failures)
+	}
+	a.engine = api.Engine{Name: "containerd", Error: "not probed yet"}
+	return a
+}
+
+// Engine is what the last probe found.
+func (a *Agent) Engine() api.Engine {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.engine
+}
+
+// Description is what the node reports about itself.
+func (a *Agent) Description() api.NodeDescription {
+	return api.NodeDescription{
+		Hostname:    a.cfg.Hostname,
+		OS:          runtime.GOOS,
+		Arch:        runtime.GOARCH,
+		CPUs:        runtime.NumCPU(),
+		MemoryBytes: memoryBytes(),
+		Engine:      a.Engine(),
+	}
+}
+
+// ProbeEngine asks the engine what it is and remembers the answer.
+func (a *Agent) ProbeEngine(ctx context.Context) {
+	e := a.cfg.Engine.Probe(ctx)
+	a.mu.Lock()
+	changed := e != a.engine
+	a.engine = e
+	a.mu.Unlock()
+	if changed {
+		a.log.Info("container engine", "available", e.Available, "version", e.Version, "err", e.Error)
+	}
+}
+
+// Run beats until ctx ends. The first beat goes out at once.
+func (a *Agent) Run(ctx context.Context) {
+	period := time.Second
+	const probeEvery = 15 * time.Second
+	lastProbe := time.Time{}
+	for {
+		if now := a.cfg.Clock.Now(); now.Sub(lastProbe) >= probeEvery {
+			a.ProbeEngine(ctx)
+			lastProbe = now
+		}
+		if resp, ok := a.beat(ctx); ok {
+			if resp.Period > 0 {
+				period = resp.Period
+			}
+			a.cfg.OnResponse(resp)
+		}
+		tick, stop := a.cfg.Clock.NewTicker(period)
+		select {
+		case <-ctx.Done():
+			stop()
+			return
+		case <-tick:
+			stop()
+		}
+	}
+}
+
+// beat sends one heartbeat, to the manager that answered last first.
+func (a *Agent) beat(ctx context.Context) (api.HeartbeatResponse, bool) {
+	hb := api.Heartbeat{Description: a.Description(), Endpoints: a.cfg.Endpoints, Addr: a.cfg.Addr}
+	a.mu.Lock()
+	current := a.current
+	a.mu.Unlock()
+	addrs := []string{}
+	if current != "" {
+		addrs = append(addrs, current)
+	}
+	for _, m := range a.cfg.Managers() {
+		if m.API != "" && m.API != current {
+			addrs = append(addrs, m.API)
+		}
+	}
+	var lastErr error
+	for _, addr := range addrs {
+		resp, err := a.beatTo(ctx, addr, hb)
+		if err == nil {
+			a.mu.Lock()
+			a.current = addr
+			a.mu.Unlock()
+			return resp, true
+		}
+		if ctx.Err() != nil {
+			return resp, false
+		}
+		lastErr = err
+		a.log.Debug("heartbeat failed", "manager", addr, "err", err)
+	}
+	a.failures.Inc()
+	a.log.Warn("no manager answered the heartbeat", "managers", addrs, "err", lastErr)
+	return api.HeartbeatResponse{}, false
+}
+
+func (a *Agent) beatTo(ctx context.Context, addr string, hb api.Heartbeat) (api.HeartbeatResponse, error) {
+	c, err := a.cfg.Dial(addr)
+	if err != nil {
+		return api.HeartbeatResponse{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return c.Heartbeat(ctx, hb)
+}
+
+// memoryBytes reads MemTotal; 0 if unknown.
+func memoryBytes() int64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && f[0] == "MemTotal:" && f[2] == "kB" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}

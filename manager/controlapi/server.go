@@ -1,0 +1,265 @@
+package controlapi
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/clock"
+	"github.com/shoal-dev/shoal/manager/ca"
+	"github.com/shoal-dev/shoal/store"
+)
+
+// Raft is what the API needs of the consensus layer.
+type Raft interface {
+	IsLeader() bool
+	Leader() (id, addr string)
+	AddVoter(ctx context.Context, id, addr string) error
+	RemoveServer(ctx context.Context, id string) error
+	// Voters lists the IDs of the raft voters.
+	Voters() ([]string, error)
+}
+
+// Gossip tells whether a member is alive as seen by this node.
+type Gossip interface {
+	Alive(id string) bool
+}
+
+// Dispatcher answers node heartbeats on the leader.
+type Dispatcher interface {
+	Heartbeat(ctx context.Context, nodeID string, hb api.Heartbeat) (api.HeartbeatResponse, error)
+}
+
+// Config wires a Server.
+type Config struct {
+	NodeID     string
+	Store      *store.Store
+	Raft       Raft
+	Gossip     Gossip
+	Dispatcher Dispatcher
+	// ForwardTLS is the client TLS config used to forward calls to the leader.
+	ForwardTLS *tls.Config
+	Clock      clock.Clock
+	Logger     *slog.Logger
+}
+
+// Server is the manager's API.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	mux     *http.ServeMux
+	forward *http.Transport
+}
+
+// roleAdmin is the caller on the local unix socket.
+const roleAdmin = "admin"
+
+const (
+	headerForwarded = "X-Shoal-Forwarded"
+	headerCaller    = "X-Shoal-Caller"
+)
+
+type access int
+
+const (
+	anyone   access = iota // TLS without a client certificate is enough
+	nodes                  // any node certificate of this cluster
+	managers               // manager certificates and the local admin
+)
+
+type callerKey struct{}
+
+// New builds the API server.
+func New(cfg Config) *Server {
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "controlapi"),
+		mux:     http.NewServeMux(),
+		forward: &http.Transport{TLSClientConfig: cfg.ForwardTLS, MaxIdleConnsPerHost: 4},
+	}
+	s.route("GET /v1/ca", anyone, false, s.getCA)
+	s.route("POST /v1/join", anyone, true, s.join)
+	s.route("POST /v1/raft/join", managers, true, s.raftJoin)
+	s.route("POST /v1/session/heartbeat", nodes, true, s.heartbeat)
+	s.route("POST /v1/session/leave", nodes, true, s.sessionLeave)
+	s.route("POST /v1/certs/renew", nodes, false, s.renewCert)
+	s.route("GET /v1/nodes", managers, false, s.listNodes)
+	s.route("GET /v1/nodes/{ref}", managers, false, s.getNode)
+	s.route("POST /v1/nodes/{ref}/update", managers, true, s.updateNode)
+	s.route("POST /v1/nodes/{ref}/promote", managers, true, s.promoteNode)
+	s.route("POST /v1/nodes/{ref}/demote", managers, true, s.demoteNode)
+	s.route("DELETE /v1/nodes/{ref}", managers, true, s.removeNode)
+	s.route("GET /v1/join-tokens", managers, false, s.joinTokens)
+	s.route("POST /v1/join-tokens/rotate", managers, true, s.rotateJoinToken)
+	return s
+}
+
+// Handler serves callers over mutual TLS: the caller is named by its certificate.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		caller, ok := ca.Identity{}, false
+		if r.TLS != nil {
+			caller, ok = ca.PeerIdentity(r.TLS)
+		}
+		// A manager that forwarded the call vouches for the original caller.
+		if ok && caller.Role == string(api.RoleManager) && r.Header.Get(headerCaller) != "" {
+			var fwd ca.Identity
+			if err := json.Unmarshal([]byte(r.Header.Get(headerCaller)), &fwd); err != nil {
+				writeError(w, http.StatusBadRequest, "bad forwarded caller: %v", err)
+				return
+			}
+			caller = fwd
+		}
+		s.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, caller)))
+	})
+}
+
+// LocalHandler serves the root-only unix socket: the caller is the local administrator.
+func (s *Server) LocalHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Del(headerForwarded)
+		caller := ca.Identity{NodeID: s.cfg.NodeID, Role: roleAdmin}
+		s.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, caller)))
+	})
+}
+
+func callerOf(r *http.Request) ca.Identity {
+	id, _ := r.Context().Value(callerKey{}).(ca.Identity)
+	return id
+}
+
+func (s *Server) route(pattern string, need access, leaderOnly bool, h func(http.ResponseWriter, *http.Request)) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		caller := callerOf(r)
+		switch need {
+		case nodes:
+			if caller.Role != string(api.RoleManager) && caller.Role != string(api.RoleWorker) {
+				writeError(w, http.StatusUnauthorized, "this call needs a node certificate of this cluster")
+				return
+			}
+		case managers:
+			if caller.Role != string(api.RoleManager) && caller.Role != roleAdmin {
+				writeError(w, http.StatusForbidden, "this call needs a manager: the caller is %s", describe(caller))
+				return
+			}
+		}
+		if leaderOnly && !s.cfg.Raft.IsLeader() {
+			s.forwardToLeader(w, r, caller)
+			return
+		}
+		h(w, r)
+	})
+}
+
+func describe(id ca.Identity) string {
+	if id.Role == "" {
+		return "anonymous"
+	}
+	return fmt.Sprintf("%s %s", id.Role, id.NodeID)
+}
+
+// forwardToLeader proxies a leader-only call, so any manager can take writes.
+func (s *Server) forwardToLeader(w http.ResponseWriter, r *http.Request, caller ca.Identity) {
+	if r.Header.Get(headerForwarded) != "" {
+		writeError(w, http.StatusServiceUnavailable, "no leader: this manager lost leadership while the call was forwarded; try again")
+		return
+	}
+	leaderID, _ := s.cfg.Raft.Leader()
+	if leaderID == "" {
+		writeError(w, http.StatusServiceUnavailable, "no leader: this manager cannot reach a quorum of managers, so the cluster refuses writes here until it can")
+		return
+	}
+	var apiAddr string
+	s.cfg.Store.View(func(tx store.ReadTx) {
+		if n := tx.Node(leaderID); n != nil {
+			apiAddr = n.Endpoints.API
+		}
+	})
+	if apiAddr == "" {
+		writeError(w, http.StatusServiceUnavailable, "leader %s has no known API address yet; try again", leaderID)
+		return
+	}
+	callerJSON, _ := json.Marshal(caller)
+	target := &url.URL{Scheme: "https", Host: apiAddr}
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Header.Set(headerForwarded, s.cfg.NodeID)
+			pr.Out.Header.Del(headerCaller)
+			if caller.Role != "" {
+				pr.Out.Header.Set(headerCaller, string(callerJSON))
+			}
+		},
+		Transport: s.forward,
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			writeError(w, http.StatusBadGateway, "forward to leader %s at %s: %v", leaderID, apiAddr, err)
+		},
+	}
+	proxy.ServeHTTP(w, r)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, format string, args ...any) {
+	writeJSON(w, code, api.Error{Message: fmt.Sprintf(format, args...)})
+}
+
+// writeStoreError maps a failed read or write to an HTTP answer.
+func writeStoreError(w http.ResponseWriter, what string, err error) {
+	code := http.StatusServiceUnavailable
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrExists):
+		code = http.StatusConflict
+	case errors.Is(err, errBadRequest):
+		code = http.StatusBadRequest
+	}
+	writeError(w, code, "%s: %v", what, err)
+}
+
+var errBadRequest = errors.New("bad request")
+
+// decode reads a JSON body strictly; an empty body is allowed when allowEmpty.
+func decode(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) bool {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20+1))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "read body: %v", err)
+		return false
+	}
+	if len(body) > 1<<20 {
+		writeError(w, http.StatusRequestEntityTooLarge, "body larger than 1 MiB")
+		return false
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		if allowEmpty {
+			return true
+		}
+		writeError(w, http.StatusBadRequest, "empty body: want JSON")
+		return false
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "bad JSON body: %v", err)
+		return false
+	}
+	return true
+}
+
+// raftChangeTimeout bounds a raft membership change done on behalf of a caller.
+const raftChangeTimeout = 10 * time.Second
