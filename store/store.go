@@ -1,0 +1,218 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-memdb"
+	"github.com/hashicorp/raft"
+	"github.com/shoal-dev/shoal/clock"
+)
+
+// MaxRetries is how many times Update runs fn again after the FSM answered
+// with a conflict.
+const MaxRetries = 5
+
+// Proposer replicates an encoded change set (raft on managers) and returns
+// the FSM's response once the change set has been applied on this node.
+type Proposer interface {
+	Propose(ctx context.Context, data []byte) (any, error)
+}
+
+// Store is the cluster state and the raft FSM.
+type Store struct {
+	clk clock.Clock
+	log *slog.Logger
+
+	db atomic.Pointer[memdb.MemDB]
+
+	// mu serializes Apply, Restore and local proposals, and guards index.
+	mu    sync.Mutex
+	index uint64 // last applied log index
+
+	proposer atomic.Pointer[proposerBox]
+
+	watchMu     sync.Mutex
+	subs        map[*subscriber]struct{}
+	watchBuffer int
+	dropped     atomic.Uint64
+}
+
+type proposerBox struct{ p Proposer }
+
+var _ raft.FSM = (*Store)(nil)
+
+// New returns an empty store that applies its writes locally until
+// SetProposer is called.
+func New(clk clock.Clock, logger *slog.Logger) *Store {
+	s := &Store{
+		clk:         clk,
+		log:         logger.With("component", "store"),
+		subs:        make(map[*subscriber]struct{}),
+		watchBuffer: WatchBuffer,
+	}
+	s.db.Store(newDB())
+	return s
+}
+
+func newDB() *memdb.MemDB {
+	schema := &memdb.DBSchema{Tables: make(map[string]*memdb.TableSchema)}
+	for _, t := range tables {
+		schema.Tables[string(t.Kind())] = t.schema()
+	}
+	db, err := memdb.NewMemDB(schema)
+	if err != nil {
+		panic(fmt.Sprintf("store: schema: %v", err)) // static schema: a programming error
+	}
+	return db
+}
+
+// SetProposer routes Update's change sets through p; nil applies them
+// locally with the store's own increasing index (for tests of controllers).
+func (s *Store) SetProposer(p Proposer) {
+	if p == nil {
+		s.proposer.Store(nil)
+		return
+	}
+	s.proposer.Store(&proposerBox{p: p})
+}
+
+// Index returns the index of the last applied log entry.
+func (s *Store) Index() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.index
+}
+
+// View runs fn on a consistent snapshot of the store.
+func (s *Store) View(fn func(tx ReadTx)) {
+	fn(s.readTx())
+}
+
+func (s *Store) readTx() *Tx {
+	return &Tx{txn: s.db.Load().Txn(false), readOnly: true}
+}
+
+// Update runs fn on a snapshot, turns its writes into a change set and
+// proposes it. An error from fn aborts with nothing written; a change set
+// with no writes proposes nothing. When the FSM answers with ErrConflict
+// (someone wrote an object fn read) fn runs again on a fresh snapshot, up to
+// MaxRetries times. Conflicts that fn itself sees (a stale object handed to
+// Put) are fn errors and are not retried.
+func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("update: %w", err)
+		}
+		fnFailed, err := s.update(ctx, fn)
+		if err == nil || fnFailed || !errors.Is(err, ErrConflict) {
+			return err
+		}
+		if attempt == MaxRetries {
+			return fmt.Errorf("update: gave up after %d retries: %w", MaxRetries, err)
+		}
+		s.log.Debug("update conflict, retrying", "attempt", attempt+1, "err", err)
+	}
+}
+
+// update makes one attempt; fnFailed says the error came from fn.
+func (s *Store) update(ctx context.Context, fn func(tx *Tx) error) (fnFailed bool, err error) {
+	tx := &Tx{txn: s.db.Load().Txn(false)}
+	if err := fn(tx); err != nil {
+		return true, err
+	}
+	cs, err := tx.changeSet(s.clk.Now().UTC())
+	if err != nil {
+		return false, fmt.Errorf("update: %w", err)
+	}
+	if len(cs.Ops) == 0 {
+		return false, nil
+	}
+	data, err := json.Marshal(cs)
+	if err != nil {
+		return false, fmt.Errorf("update: encode change set: %w", err)
+	}
+	var resp any
+	if b := s.proposer.Load(); b != nil {
+		resp, err = b.p.Propose(ctx, data)
+		if err != nil {
+			return false, fmt.Errorf("update: propose: %w", err)
+		}
+	} else {
+		resp = s.applyLocal(data)
+	}
+	if rerr, ok := resp.(error); ok && rerr != nil {
+		return false, fmt.Errorf("update: %w", rerr)
+	}
+	return false, nil
+}
+
+func (s *Store) applyLocal(data []byte) any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.applyLocked(s.index+1, data)
+}
+
+// Apply applies one committed change set (raft.FSM). The response is nil on
+// success and an error (wrapping ErrConflict or ErrMalformed) otherwise; a
+// failed change set changes nothing. Apply uses nothing but the log entry
+// and the current state, so every manager ends in the same state.
+func (s *Store) Apply(l *raft.Log) any {
+	if l == nil {
+		return fmt.Errorf("apply: nil log: %w", ErrMalformed)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.applyLocked(l.Index, l.Data)
+}
+
+func (s *Store) applyLocked(index uint64, data []byte) any {
+	if index > s.index {
+		s.index = index
+	}
+	var cs changeSet
+	if err := json.Unmarshal(data, &cs); err != nil {
+		s.log.Error("malformed log entry", "index", index, "err", err)
+		return fmt.Errorf("apply %d: %w: %w", index, ErrMalformed, err)
+	}
+	seen := make(map[[2]string]bool, len(cs.Ops))
+	txn := s.db.Load().Txn(true)
+	changes := make([]Change, 0, len(cs.Ops))
+	for _, o := range cs.Ops {
+		t, ok := tableByKind[o.Kind]
+		var err error
+		switch {
+		case !ok:
+			err = fmt.Errorf("unknown kind %q: %w", o.Kind, ErrMalformed)
+		case o.ID == "":
+			err = fmt.Errorf("%s: empty id: %w", o.Kind, ErrMalformed)
+		case seen[[2]string{string(o.Kind), o.ID}]:
+			err = fmt.Errorf("%s %s: written twice: %w", o.Kind, o.ID, ErrMalformed)
+		}
+		var ch Change
+		if err == nil {
+			seen[[2]string{string(o.Kind), o.ID}] = true
+			ch, err = t.apply(txn, o, index)
+		}
+		if err != nil {
+			txn.Abort()
+			if errors.Is(err, ErrConflict) {
+				s.log.Debug("change set rejected", "index", index, "err", err)
+			} else {
+				s.log.Error("change set rejected", "index", index, "err", err)
+			}
+			return fmt.Errorf("apply %d: %w", index, err)
+		}
+		changes = append(changes, ch)
+	}
+	txn.Commit()
+	if len(changes) > 0 {
+		s.publish(Event{Index: index, Changes: changes})
+	}
+	return nil
+}

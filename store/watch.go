@@ -1,0 +1,108 @@
+package store
+
+import "slices"
+
+// WatchBuffer is the number of events a subscriber may fall behind before
+// events are dropped for it.
+const WatchBuffer = 1024
+
+// Op says what happened to an object.
+type Op string
+
+const (
+	OpCreate Op = "create"
+	OpUpdate Op = "update"
+	OpDelete Op = "delete"
+)
+
+// Change is one object written by a change set. Version is the object's new
+// Meta.Version (the change set's index); read the object itself with View.
+type Change struct {
+	Kind    Kind
+	Op      Op
+	ID      string
+	Version uint64
+}
+
+// Event is sent to watchers for every applied change set, in apply order.
+type Event struct {
+	// Index is the log index of the change set.
+	Index uint64
+	// Changes lists the objects written, in change set order.
+	Changes []Change
+	// Reset is set when Restore replaced the whole state: re-read everything.
+	Reset bool
+	// Dropped counts the events this subscriber missed just before this one
+	// because its buffer was full; a subscriber that sees it non-zero should
+	// re-read the state it cares about.
+	Dropped uint64
+}
+
+type subscriber struct {
+	ch      chan Event
+	dropped uint64 // guarded by Store.watchMu
+}
+
+// Watch subscribes to events. Apply never blocks on a subscriber: each has
+// a buffer of WatchBuffer events, and when it is full further events are
+// dropped for that subscriber and counted (DroppedEvents, and Event.Dropped
+// on the next event it receives). The cancel func unsubscribes and closes
+// the channel.
+func (s *Store) Watch() (<-chan Event, func()) {
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	return s.subscribeLocked()
+}
+
+// ViewAndWatch runs fn on a snapshot and subscribes in the same instant:
+// the first event received is the first change set after that snapshot.
+func (s *Store) ViewAndWatch(fn func(tx ReadTx)) (<-chan Event, func()) {
+	s.mu.Lock()
+	tx := s.readTx()
+	s.watchMu.Lock()
+	ch, cancel := s.subscribeLocked()
+	s.watchMu.Unlock()
+	s.mu.Unlock()
+	fn(tx)
+	return ch, cancel
+}
+
+func (s *Store) subscribeLocked() (<-chan Event, func()) {
+	sub := &subscriber{ch: make(chan Event, s.watchBuffer)}
+	s.subs[sub] = struct{}{}
+	cancelled := false
+	return sub.ch, func() {
+		s.watchMu.Lock()
+		defer s.watchMu.Unlock()
+		if !cancelled {
+			cancelled = true
+			delete(s.subs, sub)
+			close(sub.ch)
+		}
+	}
+}
+
+// DroppedEvents is the number of events dropped for slow subscribers since
+// the store was created.
+func (s *Store) DroppedEvents() uint64 { return s.dropped.Load() }
+
+// publish sends ev to every subscriber without blocking.
+func (s *Store) publish(ev Event) {
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	for sub := range s.subs {
+		e := ev
+		e.Changes = slices.Clone(ev.Changes)
+		e.Dropped = sub.dropped
+		select {
+		case sub.ch <- e:
+			sub.dropped = 0
+		default:
+			if sub.dropped == 0 {
+				s.log.Warn("watcher too slow, dropping events", "index", ev.Index)
+			}
+			sub.dropped++
+			s.dropped.Add(1)
+		}
+	}
+}
