@@ -90,16 +90,12 @@ func (a *Agent) ProbeEngine(ctx context.Context) {
 	}
 }
 
-// Run beats until ctx ends. The first beat goes out at once.
+// Run beats until ctx ends. The first beat goes out at once; the engine is
+// probed beside it so a slow engine never delays a heartbeat.
 func (a *Agent) Run(ctx context.Context) {
+	go a.probeLoop(ctx)
 	period := time.Second
-	const probeEvery = 15 * time.Second
-	lastProbe := time.Time{}
 	for {
-		if now := a.cfg.Clock.Now(); now.Sub(lastProbe) >= probeEvery {
-			a.ProbeEngine(ctx)
-			lastProbe = now
-		}
 		if resp, ok := a.beat(ctx); ok {
 			if resp.Period > 0 {
 				period = resp.Period
@@ -113,6 +109,19 @@ func (a *Agent) Run(ctx context.Context) {
 			return
 		case <-tick:
 			stop()
+		}
+	}
+}
+
+func (a *Agent) probeLoop(ctx context.Context) {
+	tick, stop := a.cfg.Clock.NewTicker(15 * time.Second)
+	defer stop()
+	for {
+		a.ProbeEngine(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
 		}
 	}
 }

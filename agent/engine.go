@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/containerd/containerd"
@@ -26,6 +27,10 @@ func (c Containerd) Probe(ctx context.Context) api.Engine {
 	e := api.Engine{Name: "containerd"}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	if _, err := os.Stat(c.Address); err != nil {
+		e.Error = fmt.Sprintf("containerd socket: %v", err)
+		return e
+	}
 	client, err := containerd.New(c.Address, containerd.WithTimeout(2*time.Second))
 	if err != nil {
 		e.Error = fmt.Sprintf("connect to containerd at %s: %v", c.Address, err)

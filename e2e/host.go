@@ -38,19 +38,19 @@ type Host struct {
 
 // Start runs `shoal ARGS...` in the host's namespace, output to a log file.
 func (h *Host) Start(args ...string) *Proc {
-	h.net.t.Helper()
-	return h.StartProgram(shoalBin(h.net.t), args...)
+	h.net.T().Helper()
+	return h.StartProgram(shoalBin(h.net.T()), args...)
 }
 
 // StartProgram runs any program in the host's namespace like Start does.
 func (h *Host) StartProgram(bin string, args ...string) *Proc {
-	h.net.t.Helper()
+	h.net.T().Helper()
 	h.mu.Lock()
 	logPath := filepath.Join(h.net.dir, fmt.Sprintf("%s-%d.log", h.Name, len(h.procs)+1))
 	h.mu.Unlock()
 	p, err := startProc(h, logPath, bin, args)
 	if err != nil {
-		h.net.t.Fatalf("%s: %v", h.Name, err)
+		h.net.T().Fatalf("%s: %v", h.Name, err)
 	}
 	h.mu.Lock()
 	h.procs = append(h.procs, p)
@@ -73,7 +73,7 @@ func (h *Host) Daemon() *Proc {
 }
 
 func (h *Host) startDaemon(args ...string) *Proc {
-	h.net.t.Helper()
+	h.net.T().Helper()
 	p := h.Start(args...)
 	h.mu.Lock()
 	h.daemon = p
@@ -89,7 +89,7 @@ func (h *Host) ContainerdAddress() string {
 
 // Init starts `shoal init` (a new cluster) on the host.
 func (h *Host) Init(extra ...string) *Proc {
-	h.net.t.Helper()
+	h.net.T().Helper()
 	args := []string{"init", "--advertise-addr", h.IP, "--data-dir", h.DataDir, "--hostname", h.Name,
 		"--containerd-address", h.ContainerdAddress()}
 	return h.startDaemon(append(args, extra...)...)
@@ -97,7 +97,7 @@ func (h *Host) Init(extra ...string) *Proc {
 
 // Join starts `shoal join` with token against the manager at managerIP.
 func (h *Host) Join(token, managerIP string, extra ...string) *Proc {
-	h.net.t.Helper()
+	h.net.T().Helper()
 	args := []string{"join", "--token", token, "--advertise-addr", h.IP, "--data-dir", h.DataDir,
 		"--hostname", h.Name, "--containerd-address", h.ContainerdAddress()}
 	args = append(args, extra...)
@@ -106,7 +106,7 @@ func (h *Host) Join(token, managerIP string, extra ...string) *Proc {
 
 // Agent starts `shoal agent`, resuming the host's data dir.
 func (h *Host) Agent() *Proc {
-	h.net.t.Helper()
+	h.net.T().Helper()
 	return h.startDaemon("agent", "--data-dir", h.DataDir, "--containerd-address", h.ContainerdAddress())
 }
 
@@ -123,7 +123,7 @@ func (h *Host) Shoal(args ...string) (string, error) {
 
 // ShoalCtx is Shoal with a caller's deadline.
 func (h *Host) ShoalCtx(ctx context.Context, args ...string) (string, error) {
-	full := append([]string{"netns", "exec", h.NS, shoalBin(h.net.t), "-H", "unix://" + h.Socket()}, args...)
+	full := append([]string{"netns", "exec", h.NS, shoalBin(h.net.T()), "-H", "unix://" + h.Socket()}, args...)
 	cmd := exec.CommandContext(ctx, "ip", full...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -194,23 +194,23 @@ func (h *Host) Inspect(node string) (api.NodeView, error) {
 
 // LinkDown cuts the host off the switch (on the switch side).
 func (h *Host) LinkDown() {
-	h.net.t.Helper()
+	h.net.T().Helper()
 	h.net.must("-n", h.net.Switch, "link", "set", h.link, "down")
 }
 
 // LinkUp plugs the host back in.
 func (h *Host) LinkUp() {
-	h.net.t.Helper()
+	h.net.T().Helper()
 	h.net.must("-n", h.net.Switch, "link", "set", h.link, "up")
 }
 
 // ResetDataDir points the host at a fresh, empty data dir.
 func (h *Host) ResetDataDir() {
-	h.net.t.Helper()
+	h.net.T().Helper()
 	h.mu.Lock()
 	h.DataDir = filepath.Join(h.net.dir, fmt.Sprintf("%s-%d", h.Name, len(h.procs)+1))
 	h.mu.Unlock()
 	if err := os.MkdirAll(h.DataDir, 0o700); err != nil {
-		h.net.t.Fatalf("data dir: %v", err)
+		h.net.T().Fatalf("data dir: %v", err)
 	}
 }

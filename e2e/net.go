@@ -25,7 +25,10 @@ const runPrefix = "se"
 // Net is one run's network: a switch namespace holding a bridge, and hosts
 // (one namespace each) plugged into it with a veth pair.
 type Net struct {
-	t  testing.TB
+	// owner is the test that created the net and tears it down; t is the
+	// test currently using it (see Bind).
+	owner testing.TB
+	t     testing.TB
 	ID string
 	// Switch is the name of the switch namespace.
 	Switch string
@@ -60,6 +63,7 @@ func NewNet(t testing.TB) *Net {
 		t.Fatalf("run id: %v", err)
 	}
 	n := &Net{
+		owner:  t,
 		t:      t,
 		ID:     runPrefix + hex.EncodeToString(b[:]),
 		subnet: 1 + int(b[0])%250,
@@ -79,13 +83,28 @@ func NewNet(t testing.TB) *Net {
 	return n
 }
 
+// Bind makes subtest t the one that helpers fail when something goes
+// wrong, until the returned function is called: `defer c.Net.Bind(t)()`.
+// Subtests using a shared net must run one at a time.
+func (n *Net) Bind(t testing.TB) (restore func()) {
+	n.mu.Lock()
+	prev := n.t
+	n.t = t
+	n.mu.Unlock()
+	return func() {
+		n.mu.Lock()
+		n.t = prev
+		n.mu.Unlock()
+	}
+}
+
 // AddHost creates host name (at most 5 characters, e.g. "m1"): a namespace
 // with eth0 at 10.123.X.N/24 plugged into the switch, loopback up, and an
 // empty data dir.
 func (n *Net) AddHost(name string) *Host {
-	n.t.Helper()
+	n.T().Helper()
 	if len(name) > 5 {
-		n.t.Fatalf("host name %q: want at most 5 characters", name)
+		n.T().Fatalf("host name %q: want at most 5 characters", name)
 	}
 	n.mu.Lock()
 	num := len(n.hosts) + 1
@@ -101,7 +120,7 @@ func (n *Net) AddHost(name string) *Host {
 	n.mu.Unlock()
 
 	if err := os.MkdirAll(h.DataDir, 0o700); err != nil {
-		n.t.Fatalf("data dir: %v", err)
+		n.T().Fatalf("data dir: %v", err)
 	}
 	n.must("netns", "add", h.NS)
 	n.must("-n", h.NS, "link", "set", "lo", "up")
@@ -121,9 +140,9 @@ func (n *Net) Hosts() []*Host {
 }
 
 func (n *Net) must(args ...string) {
-	n.t.Helper()
+	n.T().Helper()
 	if out, err := ipCmd(args...); err != nil {
-		n.t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		n.T().Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
 	}
 }
 
@@ -141,21 +160,21 @@ func (n *Net) destroy() {
 			p.Kill()
 		}
 	}
-	if n.t.Failed() {
+	if n.owner.Failed() {
 		for _, h := range hosts {
 			for _, p := range h.Procs() {
-				n.t.Logf("--- %s: %s (%s) last lines of %s:\n%s", h.Name, strings.Join(p.Args, " "), p.state(), p.LogPath, tail(p.Log(), 30))
+				n.owner.Logf("--- %s: %s (%s) last lines of %s:\n%s", h.Name, strings.Join(p.Args, " "), p.state(), p.LogPath, tail(p.Log(), 30))
 			}
 		}
 	}
 	for _, h := range hosts {
 		killNetnsPids(h.NS)
 		if out, err := ipCmd("netns", "del", h.NS); err != nil {
-			n.t.Logf("teardown: ip netns del %s: %v: %s", h.NS, err, out)
+			n.owner.Logf("teardown: ip netns del %s: %v: %s", h.NS, err, out)
 		}
 	}
 	if out, err := ipCmd("netns", "del", n.Switch); err != nil {
-		n.t.Logf("teardown: ip netns del %s: %v: %s", n.Switch, err, out)
+		n.owner.Logf("teardown: ip netns del %s: %v: %s", n.Switch, err, out)
 	}
 	os.Remove(runFile(n.ID))
 }
@@ -279,4 +298,11 @@ func sweepLeftovers(t testing.TB) {
 		}
 		os.Remove(runFile(id))
 	}
+}
+
+// T is the test currently using the net.
+func (n *Net) T() testing.TB {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.t
 }
