@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -23,8 +24,13 @@ func (n *Node) baseState() (*state, error) {
 	if n.cfg.ListenIP != "" && net.ParseIP(n.cfg.ListenIP) == nil {
 		return nil, fmt.Errorf("listen address %q is not an IP address", n.cfg.ListenIP)
 	}
+	hostname := n.cfg.Hostname
+	if hostname == "" {
+		hostname, _ = os.Hostname()
+	}
 	st := &state{
 		Addr:       n.cfg.AdvertiseAddr,
+		Hostname:   hostname,
 		ListenIP:   n.cfg.ListenIP,
 		APIPort:    orDefault(n.cfg.APIPort, DefaultAPIPort),
 		RaftPort:   orDefault(n.cfg.RaftPort, DefaultRaftPort),
@@ -149,7 +155,7 @@ func (n *Node) join(ctx context.Context) (*state, error) {
 		CSRPEM:      string(csr),
 		Addr:        st.Addr,
 		Endpoints:   n.endpoints(*st),
-		Description: api.NodeDescription{Hostname: n.cfg.Hostname},
+		Description: api.NodeDescription{Hostname: st.Hostname},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("join %s: %w", addr, err)

@@ -76,9 +76,6 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.DataDir == "" {
 		return errors.New("node: a data directory is required")
 	}
-	if cfg.Hostname == "" {
-		cfg.Hostname, _ = os.Hostname()
-	}
 	n := &Node{
 		cfg:        cfg,
 		log:        cfg.Logger,
@@ -108,6 +105,9 @@ func (n *Node) run(ctx context.Context) error {
 	case st != nil:
 		if n.cfg.Mode != ModeResume {
 			n.log.Info("data directory already holds a node: resuming it, not creating a new one", "dir", n.cfg.DataDir, "node", st.NodeID)
+		}
+		if n.cfg.Hostname != "" {
+			st.Hostname = n.cfg.Hostname
 		}
 		if n.cfg.AdvertiseAddr != "" && n.cfg.AdvertiseAddr != st.Addr {
 			n.log.Info("advertise address changed", "was", st.Addr, "now", n.cfg.AdvertiseAddr)
@@ -238,7 +238,7 @@ func (n *Node) serve(ctx context.Context, resumed bool) error {
 	defer g.Shutdown()
 
 	n.agent = agent.New(agent.Config{
-		Hostname:  n.cfg.Hostname,
+		Hostname:  st.Hostname,
 		Addr:      st.Addr,
 		Endpoints: n.endpoints(st),
 		Engine:    agent.Containerd{Address: n.cfg.ContainerdAddress},

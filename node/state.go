@@ -19,6 +19,7 @@ type state struct {
 	ClusterID  string          `json:"cluster_id"`
 	Role       api.NodeRole    `json:"role"`
 	Addr       string          `json:"addr"`
+	Hostname   string          `json:"hostname"`
 	ListenIP   string          `json:"listen_ip,omitempty"`
 	APIPort    int             `json:"api_port"`
 	RaftPort   int             `json:"raft_port"`
