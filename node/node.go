@@ -109,6 +109,9 @@ func (n *Node) run(ctx context.Context) error {
 		if n.cfg.Hostname != "" {
 			st.Hostname = n.cfg.Hostname
 		}
+		if st.Hostname == "" {
+			st.Hostname, _ = os.Hostname()
+		}
 		if n.cfg.AdvertiseAddr != "" && n.cfg.AdvertiseAddr != st.Addr {
 			n.log.Info("advertise address changed", "was", st.Addr, "now", n.cfg.AdvertiseAddr)
 			st.Addr = n.cfg.AdvertiseAddr
@@ -380,7 +383,8 @@ func (n *Node) renewCert(ctx context.Context, role api.NodeRole) error {
 			continue
 		}
 		if role != "" && resp.Role != role {
-			return fmt.Errorf("manager %s signed for role %s, want %s: its store is behind", m.API, resp.Role, role)
+			lastErr = fmt.Errorf("manager %s signed for role %s, want %s: its store is behind", m.API, resp.Role, role)
+			continue
 		}
 		if err := saveCerts(n.paths, nil, []byte(resp.CertPEM), keyPEM); err != nil {
 			return err

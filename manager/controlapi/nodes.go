@@ -64,7 +64,7 @@ func findNode(tx store.ReadTx, ref string) (*api.Node, error) {
 		ids[i] = n.ID
 	}
 	sort.Strings(ids)
-	return nil, fmt.Errorf("node %q is ambiguous: it matches %s: %w", ref, strings.Join(ids, ", "), errBadRequest)
+	return nil, badRequest("node %q is ambiguous: it matches %s", ref, strings.Join(ids, ", "))
 }
 
 func (s *Server) getNode(w http.ResponseWriter, r *http.Request) {
@@ -97,6 +97,12 @@ func (s *Server) changeNode(w http.ResponseWriter, r *http.Request, what string,
 		writeStoreError(w, what, err)
 		return nil
 	}
+	// Re-read for the version the write was given.
+	s.cfg.Store.View(func(tx store.ReadTx) {
+		if n := tx.Node(out.ID); n != nil {
+			out = n
+		}
+	})
 	return out
 }
 
@@ -128,7 +134,7 @@ func (s *Server) updateNode(w http.ResponseWriter, r *http.Request) {
 		}
 		for _, k := range u.LabelRm {
 			if _, ok := n.Spec.Labels[k]; !ok {
-				return fmt.Errorf("node %s has no label %q: %w", n.ID, k, errBadRequest)
+				return badRequest("node %s has no label %q", n.ID, k)
 			}
 			delete(n.Spec.Labels, k)
 		}
@@ -149,10 +155,10 @@ func (s *Server) updateNode(w http.ResponseWriter, r *http.Request) {
 func (s *Server) promoteNode(w http.ResponseWriter, r *http.Request) {
 	n := s.changeNode(w, r, "promote", func(_ *store.Tx, n *api.Node) error {
 		if n.Spec.Role == api.RoleManager {
-			return fmt.Errorf("node %s is already a manager: %w", n.ID, errBadRequest)
+			return badRequest("node %s is already a manager", n.ID)
 		}
 		if n.Status.State == api.NodeStateDown {
-			return fmt.Errorf("node %s is down: it must be up to become a manager: %w", n.ID, errBadRequest)
+			return badRequest("node %s is down: it must be up to become a manager", n.ID)
 		}
 		n.Spec.Role = api.RoleManager
 		return nil
@@ -168,9 +174,13 @@ func (s *Server) promoteNode(w http.ResponseWriter, r *http.Request) {
 func (s *Server) demoteNode(w http.ResponseWriter, r *http.Request) {
 	n := s.changeNode(w, r, "demote", func(tx *store.Tx, n *api.Node) error {
 		if n.Spec.Role != api.RoleManager {
-			return fmt.Errorf("node %s is already a worker: %w", n.ID, errBadRequest)
+			return badRequest("node %s is already a worker", n.ID)
 		}
-		return s.checkManagerRemoval(tx, n, "demote")
+		if err := s.checkManagerRemoval(tx, n, "demote"); err != nil {
+			return err
+		}
+		n.Spec.Role = api.RoleWorker
+		return nil
 	})
 	if n == nil {
 		return
@@ -199,10 +209,10 @@ func (s *Server) checkManagerRemoval(tx store.ReadTx, n *api.Node, what string) 
 		}
 	}
 	if remaining == 0 {
-		return fmt.Errorf("cannot %s %s: it is the last manager of the cluster: %w", what, n.ID, errBadRequest)
+		return badRequest("cannot %s %s: it is the last manager of the cluster", what, n.ID)
 	}
 	if reachable < remaining/2+1 {
-		return fmt.Errorf("cannot %s %s: only %d of the %d other managers are reachable, which is not a quorum: %w", what, n.ID, reachable, remaining, errBadRequest)
+		return badRequest("cannot %s %s: only %d of the %d other managers are reachable, which is not a quorum", what, n.ID, reachable, remaining)
 	}
 	return nil
 }
@@ -216,10 +226,10 @@ func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		if n.Spec.Role == api.RoleManager {
-			return fmt.Errorf("node %s is a manager: demote it first (shoal node demote %s): %w", n.ID, n.ID, errBadRequest)
+			return badRequest("node %s is a manager: demote it first (shoal node demote %s)", n.ID, n.ID)
 		}
 		if n.Status.State != api.NodeStateDown && !force {
-			return fmt.Errorf("node %s is %s, not down: stop it or run shoal leave on it first, or use --force: %w", n.ID, n.Status.State, errBadRequest)
+			return badRequest("node %s is %s, not down: stop it or run shoal leave on it first, or use --force", n.ID, n.Status.State)
 		}
 		removed = n
 		return tx.DeleteNode(n.ID)

@@ -92,7 +92,7 @@ func New(cfg Config) *Server {
 	s.route("POST /v1/raft/join", managers, true, s.raftJoin)
 	s.route("POST /v1/session/heartbeat", nodes, true, s.heartbeat)
 	s.route("POST /v1/session/leave", nodes, true, s.sessionLeave)
-	s.route("POST /v1/certs/renew", nodes, false, s.renewCert)
+	s.route("POST /v1/certs/renew", nodes, true, s.renewCert)
 	s.route("GET /v1/nodes", managers, false, s.listNodes)
 	s.route("GET /v1/nodes/{ref}", managers, false, s.getNode)
 	s.route("POST /v1/nodes/{ref}/update", managers, true, s.updateNode)
@@ -226,13 +226,22 @@ func writeStoreError(w http.ResponseWriter, what string, err error) {
 		code = http.StatusNotFound
 	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrExists):
 		code = http.StatusConflict
-	case errors.Is(err, errBadRequest):
+	}
+	var bad *requestError
+	if errors.As(err, &bad) {
 		code = http.StatusBadRequest
 	}
 	writeError(w, code, "%s: %v", what, err)
 }
 
-var errBadRequest = errors.New("bad request")
+// requestError is a request the caller must change; it answers 400.
+type requestError struct{ msg string }
+
+func (e *requestError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) error {
+	return &requestError{msg: fmt.Sprintf(format, args...)}
+}
 
 // decode reads a JSON body strictly; an empty body is allowed when allowEmpty.
 func decode(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) bool {
