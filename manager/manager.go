@@ -166,7 +166,16 @@ func (m *Manager) Run(ctx context.Context) {
 			var lctx context.Context
 			lctx, stopLeading = context.WithCancel(ctx)
 			wg.Add(1)
-			go func() { defer wg.Done(); m.dispatcher.Run(lctx) }()
+			go func() {
+				defer wg.Done()
+				// Until the FSM has applied everything the old leader
+				// committed, this store is behind: decide nothing yet.
+				if err := m.raft.Barrier(lctx); err != nil {
+					m.log.Warn("leader barrier failed; controllers wait for the next term", "err", err)
+					return
+				}
+				m.dispatcher.Run(lctx)
+			}()
 		}
 		if !on && stopLeading != nil {
 			m.log.Info("no longer leading: stopping controllers")

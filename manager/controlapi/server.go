@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -82,10 +83,17 @@ type callerKey struct{}
 // New builds the API server.
 func New(cfg Config) *Server {
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "controlapi"),
-		mux:     http.NewServeMux(),
-		forward: &http.Transport{TLSClientConfig: cfg.ForwardTLS, MaxIdleConnsPerHost: 4},
+		cfg: cfg,
+		log: cfg.Logger.With("component", "controlapi"),
+		mux: http.NewServeMux(),
+		forward: &http.Transport{
+			TLSClientConfig: cfg.ForwardTLS,
+			// A leader behind a cut link must fail the call, not hang it.
+			DialContext:           (&net.Dialer{Timeout: 3 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   3 * time.Second,
+			ResponseHeaderTimeout: 20 * time.Second,
+			MaxIdleConnsPerHost:   4,
+		},
 	}
 	s.route("GET /v1/ca", anyone, false, s.getCA)
 	s.route("POST /v1/join", anyone, true, s.join)

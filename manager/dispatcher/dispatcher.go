@@ -2,10 +2,12 @@ package dispatcher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +22,10 @@ type Gossip interface {
 	// Dead reports whether gossip saw the node die or leave.
 	Dead(id string) bool
 }
+
+// ErrNotReady answers heartbeats while this manager is not leading with a
+// store that has caught up; the node tries again.
+var ErrNotReady = errors.New("dispatcher: the leader is still catching up, try again")
 
 // Config wires a Dispatcher. Zero durations take the defaults.
 type Config struct {
@@ -41,6 +47,9 @@ type Dispatcher struct {
 
 	mu       sync.Mutex
 	lastSeen map[string]time.Time
+	// active is set while Run decides, that is while this manager leads
+	// with a store that has caught up.
+	active atomic.Bool
 
 	heartbeats prometheus.Counter
 	sessions   prometheus.GaugeFunc
@@ -89,6 +98,9 @@ func (d *Dispatcher) liveSessions() int {
 func (d *Dispatcher) Heartbeat(ctx context.Context, nodeID string, hb api.Heartbeat) (api.HeartbeatResponse, error) {
 	d.heartbeats.Inc()
 	resp := api.HeartbeatResponse{Period: d.cfg.Period}
+	if !d.active.Load() {
+		return resp, ErrNotReady
+	}
 	var node *api.Node
 	d.cfg.Store.View(func(tx store.ReadTx) { node = tx.Node(nodeID) })
 	if node == nil {
@@ -138,6 +150,8 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	d.lastSeen = map[string]time.Time{}
 	d.mu.Unlock()
 	start := now
+	d.active.Store(true)
+	defer d.active.Store(false)
 	tick, stop := d.cfg.Clock.NewTicker(d.cfg.Period / 4)
 	defer stop()
 	for {
