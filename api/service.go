@@ -1,0 +1,136 @@
+package api
+
+import "time"
+
+// ServiceMode is how a service decides its number of tasks.
+type ServiceMode string
+
+const (
+	ModeReplicated ServiceMode = "replicated"
+	ModeGlobal     ServiceMode = "global"
+)
+
+// Service is desired state: what to run and how many.
+type Service struct {
+	ID   string      `json:"id"`
+	Meta Meta        `json:"meta"`
+	Spec ServiceSpec `json:"spec"`
+	// PreviousSpec is kept for rollback.
+	PreviousSpec *ServiceSpec `json:"previous_spec,omitempty"`
+}
+
+// ServiceSpec is what a user asks for.
+type ServiceSpec struct {
+	Name     string            `json:"name"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	Mode     ServiceMode       `json:"mode"`
+	Replicas uint64            `json:"replicas,omitempty"`
+	Task     TaskSpec          `json:"task"`
+}
+
+// TaskSpec is the template every task of a service runs.
+type TaskSpec struct {
+	Image string `json:"image"`
+	// Command replaces the image's entrypoint and cmd when set.
+	Command         []string      `json:"command,omitempty"`
+	Env             []string      `json:"env,omitempty"`
+	User            string        `json:"user,omitempty"`
+	Workdir         string        `json:"workdir,omitempty"`
+	Resources       Resources     `json:"resources"`
+	Restart         RestartPolicy `json:"restart"`
+	Placement       Placement     `json:"placement"`
+	StopGracePeriod time.Duration `json:"stop_grace_period,omitempty"`
+}
+
+// Resources are what a task reserves (for scheduling) and may use at most (enforced).
+type Resources struct {
+	Reservations ResourceAmounts `json:"reservations"`
+	Limits       ResourceAmounts `json:"limits"`
+}
+
+// ResourceAmounts are CPU in billionths of a CPU and memory in bytes.
+type ResourceAmounts struct {
+	NanoCPUs    int64 `json:"nano_cpus,omitempty"`
+	MemoryBytes int64 `json:"memory_bytes,omitempty"`
+}
+
+// RestartCondition says when a finished task is replaced.
+type RestartCondition string
+
+const (
+	RestartAny       RestartCondition = "any"
+	RestartOnFailure RestartCondition = "on-failure"
+	RestartNone      RestartCondition = "none"
+)
+
+// RestartPolicy is Swarm's.
+type RestartPolicy struct {
+	Condition RestartCondition `json:"condition"`
+	Delay     time.Duration    `json:"delay,omitempty"`
+	// MaxAttempts of 0 means no limit.
+	MaxAttempts uint64 `json:"max_attempts,omitempty"`
+}
+
+// Placement restricts and orders the nodes a task may go to.
+type Placement struct {
+	// Constraints like "node.labels.zone==a", "node.role!=manager",
+	// "node.hostname==h1", "node.id==ID", "node.platform.os==linux".
+	Constraints []string `json:"constraints,omitempty"`
+}
+
+// TaskState is where a task is in its life.
+type TaskState string
+
+// Task states in order; a task only moves forward.
+const (
+	TaskNew       TaskState = "new"
+	TaskPending   TaskState = "pending"
+	TaskAssigned  TaskState = "assigned"
+	TaskAccepted  TaskState = "accepted"
+	TaskPreparing TaskState = "preparing"
+	TaskStarting  TaskState = "starting"
+	TaskRunning   TaskState = "running"
+	TaskComplete  TaskState = "complete"
+	TaskShutdown  TaskState = "shutdown"
+	TaskFailed    TaskState = "failed"
+	TaskRejected  TaskState = "rejected"
+	TaskOrphaned  TaskState = "orphaned"
+)
+
+var taskStateOrder = map[TaskState]int{
+	TaskNew: 0, TaskPending: 1, TaskAssigned: 2, TaskAccepted: 3, TaskPreparing: 4, TaskStarting: 5,
+	TaskRunning: 6, TaskComplete: 7, TaskShutdown: 8, TaskFailed: 9, TaskRejected: 10, TaskOrphaned: 11,
+}
+
+// Before reports whether s comes before o in a task's life.
+func (s TaskState) Before(o TaskState) bool { return taskStateOrder[s] < taskStateOrder[o] }
+
+// Terminal reports whether a task in s is finished for good.
+func (s TaskState) Terminal() bool { return taskStateOrder[s] >= taskStateOrder[TaskComplete] }
+
+// Task is one scheduled instance of a service.
+type Task struct {
+	ID          string `json:"id"`
+	Meta        Meta   `json:"meta"`
+	ServiceID   string `json:"service_id"`
+	ServiceName string `json:"service_name"`
+	// Slot numbers replicated tasks from 1; global tasks have slot 0 and a node.
+	Slot   uint64   `json:"slot"`
+	NodeID string   `json:"node_id,omitempty"`
+	Spec   TaskSpec `json:"spec"`
+	// SpecVersion is the service's Meta.Version the spec was taken from.
+	SpecVersion  uint64     `json:"spec_version"`
+	DesiredState TaskState  `json:"desired_state"`
+	Status       TaskStatus `json:"status"`
+}
+
+// TaskStatus is what managers and the agent observed.
+type TaskStatus struct {
+	State     TaskState `json:"state"`
+	Timestamp time.Time `json:"timestamp"`
+	Message   string    `json:"message,omitempty"`
+	// Err says why a task failed, or why the scheduler could not place it.
+	Err         string `json:"err,omitempty"`
+	ContainerID string `json:"container_id,omitempty"`
+	ExitCode    int    `json:"exit_code,omitempty"`
+}
