@@ -9,6 +9,8 @@ type Kind string
 const (
 	KindNode    Kind = "node"
 	KindCluster Kind = "cluster"
+	KindService Kind = "service"
+	KindTask    Kind = "task"
 )
 
 // To add a kind: a table value below, an entry in tables (append only: the
@@ -29,8 +31,25 @@ var clusters = &table[api.Cluster]{
 	singleton: true,
 }
 
+var services = &table[api.Service]{
+	kind:    KindService,
+	id:      func(s *api.Service) string { return s.ID },
+	meta:    func(s *api.Service) *api.Meta { return &s.Meta },
+	indexes: map[string]func(*api.Service) string{"name": func(s *api.Service) string { return s.Spec.Name }},
+}
+
+var tasks = &table[api.Task]{
+	kind: KindTask,
+	id:   func(t *api.Task) string { return t.ID },
+	meta: func(t *api.Task) *api.Meta { return &t.Meta },
+	indexes: map[string]func(*api.Task) string{
+		"service": func(t *api.Task) string { return t.ServiceID },
+		"node":    func(t *api.Task) string { return t.NodeID },
+	},
+}
+
 // tables is the schema, in a fixed order.
-var tables = []anyTable{nodes, clusters}
+var tables = []anyTable{nodes, clusters, services, tasks}
 
 var tableByKind = func() map[Kind]anyTable {
 	m := make(map[Kind]anyTable, len(tables))
@@ -54,6 +73,20 @@ type ReadTx interface {
 	FindNodes(ref string) []*api.Node
 	// Cluster returns the cluster object, or nil before init.
 	Cluster() *api.Cluster
+	// Service returns the service with that ID, or nil.
+	Service(id string) *api.Service
+	// Services returns all services sorted by ID.
+	Services() []*api.Service
+	// FindServices resolves ref like FindNodes, by ID, ID prefix or name.
+	FindServices(ref string) []*api.Service
+	// Task returns the task with that ID, or nil.
+	Task(id string) *api.Task
+	// Tasks returns all tasks sorted by ID.
+	Tasks() []*api.Task
+	// TasksOfService returns a service's tasks sorted by ID.
+	TasksOfService(serviceID string) []*api.Task
+	// TasksOnNode returns the tasks assigned to a node sorted by ID.
+	TasksOnNode(nodeID string) []*api.Task
 }
 
 func (tx *Tx) Node(id string) *api.Node         { return nodes.get(tx, id) }
@@ -69,3 +102,25 @@ func (tx *Tx) DeleteNode(id string) error { return nodes.del(tx, id) }
 
 // PutCluster creates (Meta.Version 0) or replaces (Meta.Version as read) the cluster.
 func (tx *Tx) PutCluster(c *api.Cluster) error { return clusters.put(tx, c) }
+
+func (tx *Tx) Service(id string) *api.Service         { return services.get(tx, id) }
+func (tx *Tx) Services() []*api.Service               { return services.list(tx) }
+func (tx *Tx) FindServices(ref string) []*api.Service { return services.find(tx, ref, "name") }
+func (tx *Tx) Task(id string) *api.Task               { return tasks.get(tx, id) }
+func (tx *Tx) Tasks() []*api.Task                     { return tasks.list(tx) }
+func (tx *Tx) TasksOfService(serviceID string) []*api.Task {
+	return tasks.where(tx, "service", serviceID)
+}
+func (tx *Tx) TasksOnNode(nodeID string) []*api.Task { return tasks.where(tx, "node", nodeID) }
+
+// PutService creates (Meta.Version 0) or replaces (Meta.Version as read) a service.
+func (tx *Tx) PutService(s *api.Service) error { return services.put(tx, s) }
+
+// DeleteService deletes a service; ErrNotFound if tx does not see it.
+func (tx *Tx) DeleteService(id string) error { return services.del(tx, id) }
+
+// PutTask creates (Meta.Version 0) or replaces (Meta.Version as read) a task.
+func (tx *Tx) PutTask(t *api.Task) error { return tasks.put(tx, t) }
+
+// DeleteTask deletes a task; ErrNotFound if tx does not see it.
+func (tx *Tx) DeleteTask(id string) error { return tasks.del(tx, id) }
