@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -204,4 +205,81 @@ func (c *Client) RenewCert(ctx context.Context, req CertRequest) (CertResponse, 
 // answers it for the node named in the caller's certificate.
 func (c *Client) LeaveCluster(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/session/leave", nil, nil)
+}
+
+func (c *Client) CreateService(ctx context.Context, spec ServiceSpec) (ServiceView, error) {
+	var out ServiceView
+	return out, c.do(ctx, http.MethodPost, "/v1/services", spec, &out)
+}
+
+func (c *Client) Services(ctx context.Context) ([]ServiceView, error) {
+	var out []ServiceView
+	return out, c.do(ctx, http.MethodGet, "/v1/services", nil, &out)
+}
+
+// Service finds a service by ID, unique ID prefix or name.
+func (c *Client) Service(ctx context.Context, ref string) (ServiceView, error) {
+	var out ServiceView
+	return out, c.do(ctx, http.MethodGet, "/v1/services/"+url.PathEscape(ref), nil, &out)
+}
+
+func (c *Client) UpdateService(ctx context.Context, ref string, u ServiceUpdate) (ServiceView, error) {
+	var out ServiceView
+	return out, c.do(ctx, http.MethodPost, "/v1/services/"+url.PathEscape(ref)+"/update", u, &out)
+}
+
+func (c *Client) RemoveService(ctx context.Context, ref string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/services/"+url.PathEscape(ref), nil, nil)
+}
+
+// Tasks lists tasks, newest state first within a slot.
+func (c *Client) Tasks(ctx context.Context, f TaskFilter) ([]*Task, error) {
+	q := url.Values{}
+	if f.Service != "" {
+		q.Set("service", f.Service)
+	}
+	if f.Node != "" {
+		q.Set("node", f.Node)
+	}
+	var out []*Task
+	return out, c.do(ctx, http.MethodGet, "/v1/tasks?"+q.Encode(), nil, &out)
+}
+
+// WaitAssignments returns the calling node's tasks once the store index passes
+// since, or after the server's wait limit.
+func (c *Client) WaitAssignments(ctx context.Context, since uint64) (Assignments, error) {
+	var out Assignments
+	return out, c.do(ctx, http.MethodGet, "/v1/session/assignments?since="+strconv.FormatUint(since, 10), nil, &out)
+}
+
+func (c *Client) ReportTaskStatus(ctx context.Context, updates []TaskStatusUpdate) error {
+	return c.do(ctx, http.MethodPost, "/v1/session/status", updates, nil)
+}
+
+// ServiceLogs streams a service's task logs into w until ctx ends, or until
+// the logs so far are written when follow is false.
+func (c *Client) ServiceLogs(ctx context.Context, ref string, follow bool, w io.Writer) error {
+	q := ""
+	if follow {
+		q = "?follow=1"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/services/"+url.PathEscape(ref)+"/logs"+q, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("logs %s: %w", ref, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		var e Error
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		return &StatusError{Code: resp.StatusCode, Message: e.Message}
+	}
+	_, err = io.Copy(w, resp.Body)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }

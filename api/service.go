@@ -134,3 +134,41 @@ type TaskStatus struct {
 	ContainerID string `json:"container_id,omitempty"`
 	ExitCode    int    `json:"exit_code,omitempty"`
 }
+
+// ServiceUpdate changes a service; nil fields are left alone.
+type ServiceUpdate struct {
+	// Version must be the version read, so concurrent updates do not
+	// overwrite each other; 0 skips the check.
+	Version  uint64       `json:"version,omitempty"`
+	Replicas *uint64      `json:"replicas,omitempty"`
+	Spec     *ServiceSpec `json:"spec,omitempty"`
+}
+
+// ServiceView is a service as the API shows it, with its replica counts.
+type ServiceView struct {
+	Service
+	// Desired is the number of tasks the service wants running.
+	Desired uint64 `json:"desired"`
+	// Running is the number of its tasks running now.
+	Running uint64 `json:"running"`
+}
+
+// TaskFilter selects tasks in a listing; empty fields match everything.
+type TaskFilter struct {
+	Service string `json:"service,omitempty"`
+	Node    string `json:"node,omitempty"`
+}
+
+// Assignments is what the dispatcher hands a node: every task the node should
+// know about, with its desired state.
+type Assignments struct {
+	// Index is the store index they were read at; pass it back to wait for a change.
+	Index uint64  `json:"index"`
+	Tasks []*Task `json:"tasks"`
+}
+
+// TaskStatusUpdate is one observed change of a task on a node.
+type TaskStatusUpdate struct {
+	TaskID string     `json:"task_id"`
+	Status TaskStatus `json:"status"`
+}
