@@ -39,6 +39,8 @@ type Gossip interface {
 // Dispatcher answers node heartbeats on the leader.
 type Dispatcher interface {
 	Heartbeat(ctx context.Context, nodeID string, hb api.Heartbeat) (api.HeartbeatResponse, error)
+	Assignments(ctx context.Context, nodeID string, since uint64) (api.Assignments, error)
+	ReportStatus(ctx context.Context, nodeID string, updates []api.TaskStatusUpdate) error
 }
 
 // Config wires a Server.
@@ -48,6 +50,8 @@ type Config struct {
 	Raft       Raft
 	Gossip     Gossip
 	Dispatcher Dispatcher
+	// CheckConstraint validates a placement constraint.
+	CheckConstraint ConstraintChecker
 	// ForwardTLS is the client TLS config used to forward calls to the leader.
 	ForwardTLS *tls.Config
 	Clock      clock.Clock
@@ -108,6 +112,14 @@ func New(cfg Config) *Server {
 	s.route("POST /v1/nodes/{ref}/demote", managers, true, s.demoteNode)
 	s.route("DELETE /v1/nodes/{ref}", managers, true, s.removeNode)
 	s.route("GET /v1/join-tokens", managers, false, s.joinTokens)
+	s.route("GET /v1/session/assignments", nodes, true, s.assignments)
+	s.route("POST /v1/session/status", nodes, true, s.reportStatus)
+	s.route("POST /v1/services", managers, true, s.createService)
+	s.route("GET /v1/services", managers, false, s.listServices)
+	s.route("GET /v1/services/{ref}", managers, false, s.getService)
+	s.route("POST /v1/services/{ref}/update", managers, true, s.updateService)
+	s.route("DELETE /v1/services/{ref}", managers, true, s.removeService)
+	s.route("GET /v1/tasks", managers, false, s.listTasks)
 	s.route("POST /v1/join-tokens/rotate", managers, true, s.rotateJoinToken)
 	return s
 }

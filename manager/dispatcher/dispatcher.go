@@ -51,7 +51,10 @@ type Dispatcher struct {
 	// with a store that has caught up.
 	active atomic.Bool
 
+	statusQueue chan statusBatch
+
 	heartbeats prometheus.Counter
+	batchSizes prometheus.Histogram
 	sessions   prometheus.GaugeFunc
 	changes    *prometheus.CounterVec
 }
@@ -64,7 +67,12 @@ func New(cfg Config) *Dispatcher {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 3 * cfg.Period
 	}
-	d := &Dispatcher{cfg: cfg, log: cfg.Logger.With("component", "dispatcher"), lastSeen: map[string]time.Time{}}
+	d := &Dispatcher{cfg: cfg, log: cfg.Logger.With("component", "dispatcher"), lastSeen: map[string]time.Time{},
+		statusQueue: make(chan statusBatch)}
+	d.batchSizes = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "shoal_dispatcher_status_batch_size", Help: "Task status updates written per raft write.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+	})
 	d.heartbeats = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "shoal_dispatcher_heartbeats_total", Help: "Node heartbeats received by this manager while leading.",
 	})
@@ -75,7 +83,7 @@ func New(cfg Config) *Dispatcher {
 		Name: "shoal_dispatcher_node_state_changes_total", Help: "Node state changes decided by the leader.",
 	}, []string{"state"})
 	if cfg.Registry != nil {
-		cfg.Registry.MustRegister(d.heartbeats, d.sessions, d.changes)
+		cfg.Registry.MustRegister(d.heartbeats, d.sessions, d.changes, d.batchSizes)
 	}
 	return d
 }
@@ -152,6 +160,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	start := now
 	d.active.Store(true)
 	defer d.active.Store(false)
+	go d.runStatusWriter(ctx)
 	tick, stop := d.cfg.Clock.NewTicker(d.cfg.Period / 4)
 	defer stop()
 	for {

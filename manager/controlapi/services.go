@@ -1,0 +1,339 @@
+package controlapi
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/store"
+)
+
+// ConstraintChecker validates placement constraints at create time.
+type ConstraintChecker func(expr string) error
+
+var serviceName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9-]{0,62}$`)
+
+// validateSpec fills defaults and refuses what cannot run, naming the field.
+func (s *Server) validateSpec(spec *api.ServiceSpec) error {
+	if !serviceName.MatchString(spec.Name) {
+		return badRequest("service name %q: want 1-63 letters, digits or dashes, starting with a letter or digit", spec.Name)
+	}
+	switch spec.Mode {
+	case "":
+		spec.Mode = api.ModeReplicated
+	case api.ModeReplicated, api.ModeGlobal:
+	default:
+		return badRequest("mode %q: want replicated or global", spec.Mode)
+	}
+	if spec.Mode == api.ModeGlobal && spec.Replicas != 0 {
+		return badRequest("replicas: a global service runs one task per node and takes no replica count")
+	}
+	if spec.Replicas > 10000 {
+		return badRequest("replicas %d: at most 10000", spec.Replicas)
+	}
+	t := &spec.Task
+	if strings.TrimSpace(t.Image) == "" {
+		return badRequest("image: required")
+	}
+	switch t.Restart.Condition {
+	case "":
+		t.Restart.Condition = api.RestartAny
+	case api.RestartAny, api.RestartOnFailure, api.RestartNone:
+	default:
+		return badRequest("restart condition %q: want any, on-failure or none", t.Restart.Condition)
+	}
+	if t.Restart.Delay < 0 || t.StopGracePeriod < 0 {
+		return badRequest("restart delay and stop grace period must not be negative")
+	}
+	for name, v := range map[string]int64{
+		"reserve-cpu": t.Resources.Reservations.NanoCPUs, "reserve-memory": t.Resources.Reservations.MemoryBytes,
+		"limit-cpu": t.Resources.Limits.NanoCPUs, "limit-memory": t.Resources.Limits.MemoryBytes,
+	} {
+		if v < 0 {
+			return badRequest("%s: must not be negative", name)
+		}
+	}
+	if l := t.Resources.Limits.MemoryBytes; l != 0 && l < 4<<20 {
+		return badRequest("limit-memory %d bytes: at least 4 MiB", l)
+	}
+	for _, e := range t.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return badRequest("env %q: want KEY=VALUE", e)
+		}
+	}
+	for _, c := range t.Placement.Constraints {
+		if err := s.cfg.CheckConstraint(c); err != nil {
+			return badRequest("constraint %q: %v", c, err)
+		}
+	}
+	return nil
+}
+
+func (s *Server) serviceView(tx store.ReadTx, svc *api.Service) api.ServiceView {
+	v := api.ServiceView{Service: *svc}
+	if svc.Spec.Mode == api.ModeReplicated {
+		v.Desired = svc.Spec.Replicas
+	}
+	for _, t := range tx.TasksOfService(svc.ID) {
+		if t.DesiredState != api.TaskRunning {
+			continue
+		}
+		if svc.Spec.Mode == api.ModeGlobal {
+			v.Desired++
+		}
+		if t.Status.State == api.TaskRunning {
+			v.Running++
+		}
+	}
+	return v
+}
+
+func findService(tx store.ReadTx, ref string) (*api.Service, error) {
+	found := tx.FindServices(ref)
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("service %q: %w", ref, store.ErrNotFound)
+	case 1:
+		return found[0], nil
+	}
+	ids := make([]string, len(found))
+	for i, svc := range found {
+		ids[i] = svc.ID
+	}
+	sort.Strings(ids)
+	return nil, badRequest("service %q is ambiguous: it matches %s", ref, strings.Join(ids, ", "))
+}
+
+func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
+	var spec api.ServiceSpec
+	if !decode(w, r, &spec, false) {
+		return
+	}
+	if err := s.validateSpec(&spec); err != nil {
+		writeStoreError(w, "create service", err)
+		return
+	}
+	svc := &api.Service{ID: api.NewID(), Spec: spec}
+	err := s.cfg.Store.Update(r.Context(), func(tx *store.Tx) error {
+		for _, other := range tx.Services() {
+			if other.Spec.Name == spec.Name {
+				return badRequest("a service named %q exists already (%s)", spec.Name, other.ID)
+			}
+		}
+		return tx.PutService(svc)
+	})
+	if err != nil {
+		writeStoreError(w, "create service", err)
+		return
+	}
+	s.log.Info("service created", "service", svc.ID, "name", spec.Name, "mode", spec.Mode, "replicas", spec.Replicas)
+	s.answerService(w, svc.ID)
+}
+
+func (s *Server) answerService(w http.ResponseWriter, id string) {
+	var v api.ServiceView
+	var found bool
+	s.cfg.Store.View(func(tx store.ReadTx) {
+		if svc := tx.Service(id); svc != nil {
+			v, found = s.serviceView(tx, svc), true
+		}
+	})
+	if !found {
+		writeError(w, http.StatusNotFound, "service %s is gone", id)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) listServices(w http.ResponseWriter, r *http.Request) {
+	out := []api.ServiceView{}
+	s.cfg.Store.View(func(tx store.ReadTx) {
+		for _, svc := range tx.Services() {
+			out = append(out, s.serviceView(tx, svc))
+		}
+	})
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) getService(w http.ResponseWriter, r *http.Request) {
+	var v api.ServiceView
+	var err error
+	s.cfg.Store.View(func(tx store.ReadTx) {
+		var svc *api.Service
+		if svc, err = findService(tx, r.PathValue("ref")); err == nil {
+			v = s.serviceView(tx, svc)
+		}
+	})
+	if err != nil {
+		writeStoreError(w, "inspect service", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
+	var u api.ServiceUpdate
+	if !decode(w, r, &u, false) {
+		return
+	}
+	if u.Spec != nil {
+		if err := s.validateSpec(u.Spec); err != nil {
+			writeStoreError(w, "update service", err)
+			return
+		}
+	}
+	var id string
+	err := s.cfg.Store.Update(r.Context(), func(tx *store.Tx) error {
+		svc, err := findService(tx, r.PathValue("ref"))
+		if err != nil {
+			return err
+		}
+		id = svc.ID
+		if u.Version != 0 && u.Version != svc.Meta.Version {
+			return fmt.Errorf("service %s changed since version %d (now %d): read it again: %w", svc.Spec.Name, u.Version, svc.Meta.Version, store.ErrConflict)
+		}
+		next := svc.Spec
+		if u.Spec != nil {
+			if u.Spec.Name != svc.Spec.Name {
+				return badRequest("service name cannot change (%q to %q)", svc.Spec.Name, u.Spec.Name)
+			}
+			if u.Spec.Mode != svc.Spec.Mode {
+				return badRequest("service mode cannot change (%s to %s)", svc.Spec.Mode, u.Spec.Mode)
+			}
+			next = *u.Spec
+		}
+		if u.Replicas != nil {
+			if svc.Spec.Mode != api.ModeReplicated {
+				return badRequest("service %s is global: it cannot be scaled", svc.Spec.Name)
+			}
+			if *u.Replicas > 10000 {
+				return badRequest("replicas %d: at most 10000", *u.Replicas)
+			}
+			next.Replicas = *u.Replicas
+		}
+		prev := svc.Spec
+		svc.PreviousSpec = &prev
+		svc.Spec = next
+		return tx.PutService(svc)
+	})
+	if err != nil {
+		writeStoreError(w, "update service", err)
+		return
+	}
+	s.log.Info("service updated", "service", id)
+	s.answerService(w, id)
+}
+
+func (s *Server) removeService(w http.ResponseWriter, r *http.Request) {
+	var removed *api.Service
+	err := s.cfg.Store.Update(r.Context(), func(tx *store.Tx) error {
+		svc, err := findService(tx, r.PathValue("ref"))
+		if err != nil {
+			return err
+		}
+		removed = svc
+		return tx.DeleteService(svc.ID)
+	})
+	if err != nil {
+		writeStoreError(w, "remove service", err)
+		return
+	}
+	// The orchestrator shuts its tasks down and deletes them.
+	s.log.Info("service removed", "service", removed.ID, "name", removed.Spec.Name)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var out []*api.Task
+	var err error
+	s.cfg.Store.View(func(tx store.ReadTx) {
+		var serviceID, nodeID string
+		if ref := q.Get("service"); ref != "" {
+			svc, ferr := findService(tx, ref)
+			if ferr != nil {
+				err = ferr
+				return
+			}
+			serviceID = svc.ID
+		}
+		if ref := q.Get("node"); ref != "" {
+			n, ferr := findNode(tx, ref)
+			if ferr != nil {
+				err = ferr
+				return
+			}
+			nodeID = n.ID
+		}
+		switch {
+		case serviceID != "":
+			out = tx.TasksOfService(serviceID)
+		case nodeID != "":
+			out = tx.TasksOnNode(nodeID)
+		default:
+			out = tx.Tasks()
+		}
+		out = slices.DeleteFunc(out, func(t *api.Task) bool {
+			return (serviceID != "" && t.ServiceID != serviceID) || (nodeID != "" && t.NodeID != nodeID)
+		})
+	})
+	if err != nil {
+		writeStoreError(w, "list tasks", err)
+		return
+	}
+	// By service, slot (or node for global), then newest first, as docker service ps.
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.ServiceName != b.ServiceName {
+			return a.ServiceName < b.ServiceName
+		}
+		if a.Slot != b.Slot {
+			return a.Slot < b.Slot
+		}
+		if a.Slot == 0 && a.NodeID != b.NodeID {
+			return a.NodeID < b.NodeID
+		}
+		return a.Meta.CreatedAt.After(b.Meta.CreatedAt)
+	})
+	if out == nil {
+		out = []*api.Task{}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) assignments(w http.ResponseWriter, r *http.Request) {
+	since, err := strconv.ParseUint(r.URL.Query().Get("since"), 10, 64)
+	if err != nil && r.URL.Query().Get("since") != "" {
+		writeError(w, http.StatusBadRequest, "since %q: want an index", r.URL.Query().Get("since"))
+		return
+	}
+	out, err := s.cfg.Dispatcher.Assignments(r.Context(), callerOf(r).NodeID, since)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return
+		}
+		writeStoreError(w, "assignments", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) reportStatus(w http.ResponseWriter, r *http.Request) {
+	var updates []api.TaskStatusUpdate
+	if !decode(w, r, &updates, false) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), raftChangeTimeout)
+	defer cancel()
+	if err := s.cfg.Dispatcher.ReportStatus(ctx, callerOf(r).NodeID, updates); err != nil {
+		writeStoreError(w, "task status", err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,138 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/store"
+)
+
+// assignmentWait bounds a long poll for assignments; under the client's
+// 30 s answer timeout.
+const assignmentWait = 15 * time.Second
+
+// Assignments returns nodeID's tasks once one of them is newer than since,
+// or after assignmentWait with whatever is there.
+func (d *Dispatcher) Assignments(ctx context.Context, nodeID string, since uint64) (api.Assignments, error) {
+	if !d.active.Load() {
+		return api.Assignments{}, ErrNotReady
+	}
+	read := func(tx store.ReadTx) (api.Assignments, bool) {
+		out := api.Assignments{Index: d.cfg.Store.Index(), Tasks: tx.TasksOnNode(nodeID)}
+		changed := since == 0
+		for _, t := range out.Tasks {
+			if t.Meta.Version > since {
+				changed = true
+			}
+		}
+		return out, changed
+	}
+	var out api.Assignments
+	var changed bool
+	events, cancel := d.cfg.Store.ViewAndWatch(func(tx store.ReadTx) { out, changed = read(tx) })
+	defer cancel()
+	if changed {
+		return out, nil
+	}
+	timeout := time.NewTimer(assignmentWait)
+	defer timeout.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return out, ctx.Err()
+		case <-timeout.C:
+			d.cfg.Store.View(func(tx store.ReadTx) { out, _ = read(tx) })
+			return out, nil
+		case _, ok := <-events:
+			if !ok {
+				return out, errors.New("dispatcher: store watch closed")
+			}
+			d.cfg.Store.View(func(tx store.ReadTx) { out, changed = read(tx) })
+			if changed {
+				return out, nil
+			}
+		}
+	}
+}
+
+// statusBatch is the updates that go into one raft write.
+type statusBatch struct {
+	nodeID  string
+	updates []api.TaskStatusUpdate
+	done    chan error
+}
+
+// ReportStatus queues a node's task status updates for the next batched
+// write and returns once that write committed.
+func (d *Dispatcher) ReportStatus(ctx context.Context, nodeID string, updates []api.TaskStatusUpdate) error {
+	if !d.active.Load() {
+		return ErrNotReady
+	}
+	b := statusBatch{nodeID: nodeID, updates: updates, done: make(chan error, 1)}
+	select {
+	case d.statusQueue <- b:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-b.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// runStatusWriter writes queued status updates, many reports per raft write.
+func (d *Dispatcher) runStatusWriter(ctx context.Context) {
+	for {
+		var batch []statusBatch
+		select {
+		case <-ctx.Done():
+			return
+		case b := <-d.statusQueue:
+			batch = append(batch, b)
+		}
+		// Gather what else arrives while the first waits, up to a bound.
+	gather:
+		for len(batch) < 256 {
+			select {
+			case b := <-d.statusQueue:
+				batch = append(batch, b)
+			default:
+				break gather
+			}
+		}
+		err := d.writeStatus(ctx, batch)
+		n := 0
+		for _, b := range batch {
+			n += len(b.updates)
+			b.done <- err
+		}
+		d.batchSizes.Observe(float64(n))
+	}
+}
+
+func (d *Dispatcher) writeStatus(ctx context.Context, batch []statusBatch) error {
+	return d.cfg.Store.Update(ctx, func(tx *store.Tx) error {
+		for _, b := range batch {
+			for _, u := range b.updates {
+				t := tx.Task(u.TaskID)
+				if t == nil || t.NodeID != b.nodeID {
+					continue // removed meanwhile, or not this node's to report
+				}
+				// Only the agent moves a task past assigned, and only forward.
+				if !t.Status.State.Before(u.Status.State) || u.Status.State.Before(api.TaskAccepted) {
+					continue
+				}
+				t.Status = u.Status
+				if err := tx.PutTask(t); err != nil {
+					return fmt.Errorf("task %s: %w", t.ID, err)
+				}
+			}
+		}
+		return nil
+	})
+}
