@@ -16,6 +16,7 @@ import (
 	"github.com/shoal-dev/shoal/manager/controlapi"
 	"github.com/shoal-dev/shoal/manager/dispatcher"
 	mraft "github.com/shoal-dev/shoal/manager/raft"
+	"github.com/shoal-dev/shoal/manager/scheduler"
 	"github.com/shoal-dev/shoal/store"
 )
 
@@ -50,6 +51,7 @@ type Manager struct {
 	store      *store.Store
 	dispatcher *dispatcher.Dispatcher
 	api        *controlapi.Server
+	sched      *schedulerMetrics
 
 	closeOnce sync.Once
 }
@@ -82,10 +84,15 @@ func Open(cfg Config) (*Manager, error) {
 		Raft:       raftView{r},
 		Gossip:     cfg.Membership,
 		Dispatcher: m.dispatcher,
+		CheckConstraint: func(expr string) error {
+			_, err := scheduler.ParseConstraint(expr)
+			return err
+		},
 		ForwardTLS: cfg.ForwardTLS,
 		Clock:      cfg.Clock,
 		Logger:     cfg.Logger,
 	})
+	m.sched = newSchedulerMetrics(cfg.Registry)
 	if cfg.Registry != nil {
 		cfg.Registry.MustRegister(newNodesCollector(m.store))
 	}
@@ -174,6 +181,8 @@ func (m *Manager) Run(ctx context.Context) {
 					m.log.Warn("leader barrier failed; controllers wait for the next term", "err", err)
 					return
 				}
+				wg.Add(1)
+				go func() { defer wg.Done(); m.runScheduler(lctx) }()
 				m.dispatcher.Run(lctx)
 			}()
 		}

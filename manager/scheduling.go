@@ -1,0 +1,139 @@
+package manager
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/manager/scheduler"
+	"github.com/shoal-dev/shoal/store"
+)
+
+// placementBatch bounds the tasks written in one raft entry.
+const placementBatch = 1000
+
+type schedulerMetrics struct {
+	placements    prometheus.Counter
+	unschedulable prometheus.Gauge
+	decision      prometheus.Histogram
+}
+
+func newSchedulerMetrics(reg prometheus.Registerer) *schedulerMetrics {
+	m := &schedulerMetrics{
+		placements: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shoal_scheduler_placements_total", Help: "Tasks assigned to nodes by the scheduler.",
+		}),
+		unschedulable: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "shoal_scheduler_unschedulable_tasks", Help: "Pending tasks no node can take, as of the last pass.",
+		}),
+		decision: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "shoal_scheduler_decision_duration_seconds", Help: "Time to compute one scheduling pass.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.placements, m.unschedulable, m.decision)
+	}
+	return m
+}
+
+// runScheduler places pending tasks whenever the store changes, until ctx ends.
+func (m *Manager) runScheduler(ctx context.Context) {
+	events, cancel := m.store.Watch()
+	defer cancel()
+	tick, stop := m.cfg.Clock.NewTicker(time.Second)
+	defer stop()
+	for {
+		m.schedulePending(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-events:
+		case <-tick:
+		}
+		// Let a burst of writes land before the next pass.
+		drain := time.After(10 * time.Millisecond)
+	coalesce:
+		for {
+			select {
+			case <-events:
+			case <-drain:
+				break coalesce
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+func (m *Manager) schedulePending(ctx context.Context) {
+	var tasks, pending []*api.Task
+	var nodeList []*api.Node
+	m.store.View(func(tx store.ReadTx) {
+		nodeList = tx.Nodes()
+		tasks = tx.Tasks()
+	})
+	for _, t := range tasks {
+		if t.Status.State == api.TaskPending && t.DesiredState == api.TaskRunning {
+			pending = append(pending, t)
+		}
+	}
+	if len(pending) == 0 {
+		m.sched.unschedulable.Set(0)
+		return
+	}
+	start := time.Now()
+	res := scheduler.Schedule(scheduler.NewSnapshot(nodeList, tasks), pending)
+	m.sched.decision.Observe(time.Since(start).Seconds())
+	m.sched.unschedulable.Set(float64(len(res.Unplaced)))
+
+	now := m.cfg.Clock.Now()
+	for i := 0; i < len(res.Decisions); i += placementBatch {
+		batch := res.Decisions[i:min(i+placementBatch, len(res.Decisions))]
+		placed := 0
+		err := m.store.Update(ctx, func(tx *store.Tx) error {
+			placed = 0
+			for _, d := range batch {
+				t := tx.Task(d.TaskID)
+				if t == nil || t.Status.State != api.TaskPending || t.DesiredState != api.TaskRunning {
+					continue // changed since the snapshot; the next pass sees it
+				}
+				t.NodeID = d.NodeID
+				t.Status = api.TaskStatus{State: api.TaskAssigned, Timestamp: now, Message: "scheduler assigned task to node"}
+				if err := tx.PutTask(t); err != nil {
+					return err
+				}
+				placed++
+			}
+			return nil
+		})
+		if err != nil {
+			m.log.Warn("write placements", "err", err)
+			return
+		}
+		m.sched.placements.Add(float64(placed))
+	}
+	if len(res.Unplaced) == 0 {
+		return
+	}
+	err := m.store.Update(ctx, func(tx *store.Tx) error {
+		for _, u := range res.Unplaced {
+			t := tx.Task(u.TaskID)
+			if t == nil || t.Status.State != api.TaskPending || t.Status.Err == u.Reason {
+				continue
+			}
+			t.Status.Err = u.Reason
+			t.Status.Message = "no suitable node"
+			t.Status.Timestamp = now
+			if err := tx.PutTask(t); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		m.log.Warn("write unschedulable reasons", "err", err)
+	}
+}
