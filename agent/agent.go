@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"runtime"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shoal-dev/shoal/agent/exec"
 	"github.com/shoal-dev/shoal/api"
 	"github.com/shoal-dev/shoal/clock"
 )
@@ -27,6 +29,8 @@ type Config struct {
 	Dial func(apiAddr string) (*api.Client, error)
 	// Managers returns the managers' endpoints known now.
 	Managers func() []api.Endpoints
+	// Executor runs tasks; nil runs none (the node takes no tasks).
+	Executor exec.Executor
 	// OnResponse gets every heartbeat answer, in order.
 	OnResponse func(api.HeartbeatResponse)
 	Clock      clock.Clock
@@ -43,8 +47,13 @@ type Agent struct {
 	engine  api.Engine
 	current string // API address of the manager that answered last
 
+	status *statusQueue
+	worker *Worker
+
 	failures prometheus.Counter
 }
+
+var errNoManager = errors.New("agent: no manager known")
 
 // New returns an agent; Run starts it.
 func New(cfg Config) *Agent {
@@ -56,6 +65,10 @@ func New(cfg Config) *Agent {
 		cfg.Registry.MustRegister(a.failures)
 	}
 	a.engine = api.Engine{Name: "containerd", Error: "not probed yet"}
+	a.status = newStatusQueue()
+	if cfg.Executor != nil {
+		a.worker = NewWorker(cfg.Executor, a.status.push, cfg.Clock, a.log)
+	}
 	return a
 }
 
@@ -94,6 +107,10 @@ func (a *Agent) ProbeEngine(ctx context.Context) {
 // probed beside it so a slow engine never delays a heartbeat.
 func (a *Agent) Run(ctx context.Context) {
 	go a.probeLoop(ctx)
+	if a.worker != nil {
+		go a.runStatus(ctx)
+		go a.runAssignments(ctx)
+	}
 	period := time.Second
 	for {
 		if resp, ok := a.beat(ctx); ok {
@@ -129,46 +146,22 @@ func (a *Agent) probeLoop(ctx context.Context) {
 // beat sends one heartbeat, to the manager that answered last first.
 func (a *Agent) beat(ctx context.Context) (api.HeartbeatResponse, bool) {
 	hb := api.Heartbeat{Description: a.Description(), Endpoints: a.cfg.Endpoints, Addr: a.cfg.Addr}
-	a.mu.Lock()
-	current := a.current
-	a.mu.Unlock()
-	addrs := []string{}
-	if current != "" {
-		addrs = append(addrs, current)
-	}
-	for _, m := range a.cfg.Managers() {
-		if m.API != "" && m.API != current {
-			addrs = append(addrs, m.API)
-		}
-	}
-	var lastErr error
-	for _, addr := range addrs {
-		resp, err := a.beatTo(ctx, addr, hb)
-		if err == nil {
-			a.mu.Lock()
-			a.current = addr
-			a.mu.Unlock()
-			return resp, true
-		}
-		if ctx.Err() != nil {
-			return resp, false
-		}
-		lastErr = err
-		a.log.Debug("heartbeat failed", "manager", addr, "err", err)
-	}
-	a.failures.Inc()
-	a.log.Warn("no manager answered the heartbeat", "managers", addrs, "err", lastErr)
-	return api.HeartbeatResponse{}, false
-}
-
-func (a *Agent) beatTo(ctx context.Context, addr string, hb api.Heartbeat) (api.HeartbeatResponse, error) {
-	c, err := a.cfg.Dial(addr)
+	var resp api.HeartbeatResponse
+	err := a.withManager(ctx, func(c *api.Client) error {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		var err error
+		resp, err = c.Heartbeat(cctx, hb)
+		return err
+	})
 	if err != nil {
-		return api.HeartbeatResponse{}, err
+		if ctx.Err() == nil {
+			a.failures.Inc()
+			a.log.Warn("no manager answered the heartbeat", "err", err)
+		}
+		return resp, false
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	return c.Heartbeat(ctx, hb)
+	return resp, true
 }
 
 // memoryBytes reads MemTotal; 0 if unknown.

@@ -1,0 +1,228 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/shoal-dev/shoal/agent/exec"
+	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/clock"
+)
+
+// defaultStopGrace is Swarm's stop grace period.
+const defaultStopGrace = 10 * time.Second
+
+// Worker runs the node's assigned tasks through an Executor and reports
+// every state change.
+type Worker struct {
+	exec   exec.Executor
+	report func(api.TaskStatusUpdate)
+	clock  clock.Clock
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	runners map[string]*runner
+	// synced is set once the worker has seen a full assignment list, so
+	// it may remove containers nobody assigned.
+	synced bool
+}
+
+// NewWorker returns a worker that sends status changes to report.
+func NewWorker(e exec.Executor, report func(api.TaskStatusUpdate), clk clock.Clock, log *slog.Logger) *Worker {
+	return &Worker{exec: e, report: report, clock: clk, log: log.With("component", "worker"), runners: map[string]*runner{}}
+}
+
+// runner owns one task's container.
+type runner struct {
+	desired chan *api.Task // latest assignment, size 1
+	done    chan struct{}
+}
+
+// Reconcile makes the running set match the node's assignments: it starts
+// runners for new tasks, passes changes to existing ones, and removes the
+// containers of tasks that are no longer assigned.
+func (w *Worker) Reconcile(ctx context.Context, tasks []*api.Task) {
+	assigned := make(map[string]bool, len(tasks))
+	w.mu.Lock()
+	for _, t := range tasks {
+		assigned[t.ID] = true
+		r, ok := w.runners[t.ID]
+		if !ok {
+			if t.Status.State.Terminal() {
+				continue // finished before we saw it; its container, if any, is reaped below
+			}
+			r = &runner{desired: make(chan *api.Task, 1), done: make(chan struct{})}
+			w.runners[t.ID] = r
+			go w.run(ctx, t.ID, r)
+		}
+		select {
+		case <-r.desired:
+		default:
+		}
+		r.desired <- t
+	}
+	w.synced = true
+	w.mu.Unlock()
+	w.reap(ctx, assigned)
+}
+
+// reap stops and removes containers of tasks the cluster no longer assigns here.
+func (w *Worker) reap(ctx context.Context, assigned map[string]bool) {
+	found, err := w.exec.List(ctx)
+	if err != nil {
+		w.log.Warn("list containers", "err", err)
+		return
+	}
+	for _, c := range found {
+		if assigned[c.TaskID] {
+			continue
+		}
+		w.mu.Lock()
+		_, running := w.runners[c.TaskID]
+		w.mu.Unlock()
+		if running {
+			continue // its runner is stopping it
+		}
+		w.log.Info("removing container of a task no longer assigned", "task", c.TaskID)
+		if err := w.exec.Stop(ctx, c.TaskID, defaultStopGrace); err != nil {
+			w.log.Warn("stop unassigned container", "task", c.TaskID, "err", err)
+		}
+		if err := w.exec.Remove(ctx, c.TaskID); err != nil {
+			w.log.Warn("remove unassigned container", "task", c.TaskID, "err", err)
+		}
+	}
+}
+
+func (w *Worker) send(t *api.Task, state api.TaskState, msg string, mutate func(*api.TaskStatus)) {
+	st := api.TaskStatus{State: state, Timestamp: w.clock.Now(), Message: msg, ContainerID: t.ID}
+	if mutate != nil {
+		mutate(&st)
+	}
+	w.report(api.TaskStatusUpdate{TaskID: t.ID, Status: st})
+}
+
+// run drives one task from assigned to a terminal state, then forgets it.
+func (w *Worker) run(ctx context.Context, id string, r *runner) {
+	defer func() {
+		w.mu.Lock()
+		delete(w.runners, id)
+		w.mu.Unlock()
+		close(r.done)
+	}()
+	log := w.log.With("task", id)
+	var t *api.Task
+	select {
+	case t = <-r.desired:
+	case <-ctx.Done():
+		return
+	}
+	exited := make(chan int, 1)
+	waitErr := make(chan error, 1)
+	wait := func() {
+		go func() {
+			code, err := w.exec.Wait(ctx, id)
+			if err != nil {
+				waitErr <- err
+				return
+			}
+			exited <- code
+		}()
+	}
+
+	// Adopt what a previous agent left running.
+	state := exec.StateUnknown
+	if list, err := w.exec.List(ctx); err == nil {
+		for _, c := range list {
+			if c.TaskID == id {
+				state = c.State
+			}
+		}
+	}
+	switch {
+	case t.DesiredState != api.TaskRunning:
+		w.stop(ctx, t, log)
+		return
+	case state == exec.StateRunning:
+		log.Info("adopted running container")
+		if t.Status.State != api.TaskRunning {
+			w.send(t, api.TaskRunning, "started", nil)
+		}
+		wait()
+	case state == exec.StateExited:
+		wait()
+	default:
+		if err := w.start(ctx, t, log); err != nil {
+			if ctx.Err() == nil {
+				w.send(t, api.TaskRejected, "start failed", func(s *api.TaskStatus) { s.Err = err.Error() })
+			}
+			return
+		}
+		wait()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return // the agent stops; the container keeps running
+		case next := <-r.desired:
+			t = next
+			if t.DesiredState != api.TaskRunning {
+				w.stop(ctx, t, log)
+				return
+			}
+		case code := <-exited:
+			if code == 0 {
+				w.send(t, api.TaskComplete, "finished", nil)
+			} else {
+				w.send(t, api.TaskFailed, "task: non-zero exit", func(s *api.TaskStatus) {
+					s.ExitCode = code
+					s.Err = fmt.Sprintf("task: non-zero exit (%d)", code)
+				})
+			}
+			return
+		case err := <-waitErr:
+			if ctx.Err() != nil {
+				return
+			}
+			w.send(t, api.TaskFailed, "lost the container", func(s *api.TaskStatus) { s.Err = err.Error() })
+			return
+		}
+	}
+}
+
+// start walks the task through accepted, preparing, starting and running.
+func (w *Worker) start(ctx context.Context, t *api.Task, log *slog.Logger) error {
+	w.send(t, api.TaskAccepted, "accepted", nil)
+	w.send(t, api.TaskPreparing, "preparing", nil)
+	if err := w.exec.Prepare(ctx, t); err != nil {
+		log.Warn("prepare failed", "err", err)
+		return fmt.Errorf("prepare: %w", err)
+	}
+	w.send(t, api.TaskStarting, "starting", nil)
+	if err := w.exec.Start(ctx, t.ID); err != nil && !errors.Is(err, exec.ErrExited) {
+		log.Warn("start failed", "err", err)
+		return fmt.Errorf("start: %w", err)
+	}
+	w.send(t, api.TaskRunning, "started", nil)
+	log.Info("task running", "service", t.ServiceName, "slot", t.Slot)
+	return nil
+}
+
+// stop ends a task the cluster no longer wants running.
+func (w *Worker) stop(ctx context.Context, t *api.Task, log *slog.Logger) {
+	grace := t.Spec.StopGracePeriod
+	if grace == 0 {
+		grace = defaultStopGrace
+	}
+	if err := w.exec.Stop(ctx, t.ID, grace); err != nil && !errors.Is(err, exec.ErrNotFound) {
+		log.Warn("stop failed", "err", err)
+		return
+	}
+	log.Info("task stopped")
+	if !t.Status.State.Terminal() {
+		w.send(t, api.TaskShutdown, "shutdown", nil)
+	}
+}
