@@ -131,6 +131,12 @@ func (s *Server) Handler() http.Handler {
 		if r.TLS != nil {
 			caller, ok = ca.PeerIdentity(r.TLS)
 		}
+		// A certificate outlives a demotion or a removal: only a node the
+		// store knows as a manager keeps manager rights; the others are
+		// still nodes (they beat, learn they were removed, renew).
+		if ok && caller.Role == string(api.RoleManager) && !s.isManager(caller.NodeID) {
+			caller.Role = string(api.RoleWorker)
+		}
 		// A manager that forwarded the call vouches for the original caller.
 		if ok && caller.Role == string(api.RoleManager) && r.Header.Get(headerCaller) != "" {
 			var fwd ca.Identity
@@ -142,6 +148,12 @@ func (s *Server) Handler() http.Handler {
 		}
 		s.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, caller)))
 	})
+}
+
+func (s *Server) isManager(id string) bool {
+	var n *api.Node
+	s.cfg.Store.View(func(tx store.ReadTx) { n = tx.Node(id) })
+	return n != nil && n.Spec.Role == api.RoleManager
 }
 
 // LocalHandler serves the root-only unix socket: the caller is the local administrator.
