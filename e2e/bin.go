@@ -33,12 +33,22 @@ func shoalBin(t testing.TB) string {
 			binPath = abs
 			return
 		}
-		dir, err := os.MkdirTemp("", "shoal-e2e-bin-")
+		// The binary lives under stateDir with an owner file, so a later
+		// run removes it if this process dies before TestMain cleans up.
+		if err := os.MkdirAll(stateDir, 0o700); err != nil {
+			binErr = err.Error()
+			return
+		}
+		dir, err := os.MkdirTemp(stateDir, "bin-")
 		if err != nil {
 			binErr = err.Error()
 			return
 		}
 		binDir = dir
+		if err := writeOwner(filepath.Join(dir, "owner")); err != nil {
+			binErr = err.Error()
+			return
+		}
 		out := filepath.Join(dir, "shoal")
 		cmd := exec.Command("go", "build", "-o", out, "./cmd/shoal")
 		cmd.Dir = ".." // the module root; go test runs in the package directory

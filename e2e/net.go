@@ -29,7 +29,7 @@ type Net struct {
 	// test currently using it (see Bind).
 	owner testing.TB
 	t     testing.TB
-	ID string
+	ID    string
 	// Switch is the name of the switch namespace.
 	Switch string
 	// subnet is X in 10.123.X.0/24.
@@ -161,6 +161,12 @@ func (n *Net) destroy() {
 		}
 	}
 	if n.owner.Failed() {
+		keep := filepath.Join(os.TempDir(), "shoal-e2e-logs", n.ID)
+		if err := copyLogs(hosts, keep); err != nil {
+			n.owner.Logf("teardown: keep logs: %v", err)
+		} else {
+			n.owner.Logf("full logs of the failed run kept in %s", keep)
+		}
 		for _, h := range hosts {
 			for _, p := range h.Procs() {
 				n.owner.Logf("--- %s: %s (%s) last lines of %s:\n%s", h.Name, strings.Join(p.Args, " "), p.state(), p.LogPath, tail(p.Log(), 30))
@@ -177,6 +183,25 @@ func (n *Net) destroy() {
 		n.owner.Logf("teardown: ip netns del %s: %v: %s", n.Switch, err, out)
 	}
 	os.Remove(runFile(n.ID))
+}
+
+// copyLogs copies every process log of hosts into dir.
+func copyLogs(hosts []*Host, dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for _, h := range hosts {
+		for _, p := range h.Procs() {
+			b, err := os.ReadFile(p.LogPath)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(dir, filepath.Base(p.LogPath)), b, 0o600); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func tail(s string, lines int) string {
@@ -204,17 +229,22 @@ var sweepOnce sync.Once
 
 func runFile(id string) string { return filepath.Join(stateDir, id+".pid") }
 
-// writeRunFile records this process as the owner of run id: "pid starttime".
+// writeRunFile records this process as the owner of run id.
 func writeRunFile(id string) error {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return err
 	}
+	return writeOwner(runFile(id))
+}
+
+// writeOwner writes "pid starttime" of this process to path.
+func writeOwner(path string) error {
 	pid := os.Getpid()
 	st, err := procStartTime(pid)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(runFile(id), []byte(fmt.Sprintf("%d %s\n", pid, st)), 0o600)
+	return os.WriteFile(path, []byte(fmt.Sprintf("%d %s\n", pid, st)), 0o600)
 }
 
 // procStartTime is field 22 of /proc/PID/stat, which tells a live process
@@ -273,6 +303,13 @@ func sweepLeftovers(t testing.TB) {
 	}
 	var dead []string
 	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), "bin-") {
+			dir := filepath.Join(stateDir, e.Name())
+			if !ownerAlive(filepath.Join(dir, "owner")) {
+				os.RemoveAll(dir)
+			}
+			continue
+		}
 		id, ok := strings.CutSuffix(e.Name(), ".pid")
 		if !ok || !isRunID(id) || ownerAlive(filepath.Join(stateDir, e.Name())) {
 			continue

@@ -1,0 +1,37 @@
+# Shoal: one binary, a Swarm-style cluster. `make help` lists the targets.
+
+GO        ?= go
+BIN       := bin/shoal
+# Packages whose unit tests run with the race detector.
+RACE_PKGS := ./store/... ./manager/raft/...
+
+.DEFAULT_GOAL := help
+.PHONY: help build test unit e2e check bench demo demo-stop
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## build bin/shoal
+	$(GO) build -o $(BIN) ./cmd/shoal
+
+test: unit e2e ## unit tests, then the e2e scenarios (what CI runs)
+
+unit: ## unit tests: -race for store and raft, plain for the rest
+	$(GO) test -race $(RACE_PKGS)
+	$(GO) test $$($(GO) list ./... | grep -v -E '/e2e$$|/store(/|$$)|/manager/raft(/|$$)')
+
+e2e: build ## multi-host scenarios on network namespaces (needs root)
+	SHOAL_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 15m ./e2e/
+
+check: ## gofmt (must list nothing) and go vet
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt -l: not formatted:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench: ## benchmarks of every package
+	$(GO) test -run XXX -bench . ./...
+
+demo: build ## a 3-host cluster on network namespaces (needs root)
+	SHOAL_BIN=$(CURDIR)/$(BIN) scripts/demo.sh
+
+demo-stop: ## remove the demo cluster
+	scripts/demo-stop.sh
