@@ -29,8 +29,9 @@ type Config struct {
 	Dial func(apiAddr string) (*api.Client, error)
 	// Managers returns the managers' endpoints known now.
 	Managers func() []api.Endpoints
-	// Executor runs tasks; nil runs none (the node takes no tasks).
-	Executor exec.Executor
+	// NewExecutor connects to the engine that runs tasks; the agent retries
+	// until it succeeds. nil runs no tasks.
+	NewExecutor func() (exec.Executor, error)
 	// OnResponse gets every heartbeat answer, in order.
 	OnResponse func(api.HeartbeatResponse)
 	Clock      clock.Clock
@@ -48,7 +49,7 @@ type Agent struct {
 	current string // API address of the manager that answered last
 
 	status *statusQueue
-	worker *Worker
+	exec   exec.Executor // set once the engine is connected
 
 	failures prometheus.Counter
 }
@@ -66,9 +67,6 @@ func New(cfg Config) *Agent {
 	}
 	a.engine = api.Engine{Name: "containerd", Error: "not probed yet"}
 	a.status = newStatusQueue()
-	if cfg.Executor != nil {
-		a.worker = NewWorker(cfg.Executor, a.status.push, cfg.Clock, a.log)
-	}
 	return a
 }
 
@@ -77,6 +75,13 @@ func (a *Agent) Engine() api.Engine {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.engine
+}
+
+// Executor is the connected engine, nil until the agent reaches it.
+func (a *Agent) Executor() exec.Executor {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.exec
 }
 
 // Description is what the node reports about itself.
@@ -107,7 +112,7 @@ func (a *Agent) ProbeEngine(ctx context.Context) {
 // probed beside it so a slow engine never delays a heartbeat.
 func (a *Agent) Run(ctx context.Context) {
 	go a.probeLoop(ctx)
-	if a.worker != nil {
+	if a.cfg.NewExecutor != nil {
 		go a.runStatus(ctx)
 		go a.runAssignments(ctx)
 	}

@@ -100,6 +100,10 @@ func (a *Agent) runStatus(ctx context.Context) {
 // runAssignments long-polls the managers for this node's tasks and hands
 // them to the worker. A worker cut off from the managers keeps its tasks.
 func (a *Agent) runAssignments(ctx context.Context) {
+	worker := a.connectEngine(ctx)
+	if worker == nil {
+		return
+	}
 	var since uint64
 	for ctx.Err() == nil {
 		var got api.Assignments
@@ -119,7 +123,27 @@ func (a *Agent) runAssignments(ctx context.Context) {
 			continue
 		}
 		since = got.Index
-		a.worker.Reconcile(ctx, got.Tasks)
+		worker.Reconcile(ctx, got.Tasks)
+	}
+}
+
+// connectEngine retries until the engine answers; tasks wait meanwhile.
+func (a *Agent) connectEngine(ctx context.Context) *Worker {
+	for {
+		e, err := a.cfg.NewExecutor()
+		if err == nil {
+			a.mu.Lock()
+			a.exec = e
+			a.mu.Unlock()
+			a.log.Info("connected to the container engine; taking tasks")
+			return NewWorker(e, a.status.push, a.cfg.Clock, a.log)
+		}
+		a.log.Warn("container engine unavailable; no tasks run here until it is", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Second):
+		}
 	}
 }
 

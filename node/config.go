@@ -33,6 +33,8 @@ type Config struct {
 	MetricsAddr string
 	// ContainerdAddress is the containerd socket to use.
 	ContainerdAddress string
+	// InsecureRegistries are registries (HOST:PORT) pulled from over plain HTTP.
+	InsecureRegistries []string
 	// JoinToken and JoinAddr are used by ModeJoin.
 	JoinToken string
 	JoinAddr  string

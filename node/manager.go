@@ -2,10 +2,7 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"sync"
 	"time"
 
@@ -20,13 +17,12 @@ import (
 type runningManager struct {
 	m      *manager.Manager
 	reg    *prometheus.Registry
-	server *http.Server
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
-// startManager opens raft, serves the API over mutual TLS, finishes a
-// pending bootstrap and, for a manager new to raft, asks to become a voter.
+// startManager opens raft, puts the manager API behind the node's API
+// listener, finishes a pending bootstrap and, for a manager new to raft, asks to become a voter.
 func (n *Node) startManager(ctx context.Context) error {
 	st := n.state()
 	n.mu.Lock()
@@ -48,27 +44,10 @@ func (n *Node) startManager(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", n.listenAddr(st.APIPort))
-	if err != nil {
-		m.Close()
-		return fmt.Errorf("API listener: %w", err)
-	}
 	rm := &runningManager{m: m, reg: reg}
-	rm.server = &http.Server{
-		Handler:           m.API().Handler(),
-		TLSConfig:         n.withCurrentCert(ca.ServerTLS(pool, *n.currentCert())),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          nil,
-	}
 	mctx, cancel := context.WithCancel(ctx)
 	rm.cancel = cancel
-	rm.wg.Add(2)
-	go func() {
-		defer rm.wg.Done()
-		if err := rm.server.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			n.log.Error("API server", "err", err)
-		}
-	}()
+	rm.wg.Add(1)
 	go func() { defer rm.wg.Done(); m.Run(mctx) }()
 	n.mu.Lock()
 	n.mgr = rm
@@ -145,9 +124,6 @@ func (n *Node) stopManager() {
 	if rm == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
-	defer cancel()
-	_ = rm.server.Shutdown(ctx)
 	rm.cancel()
 	if err := rm.m.Close(); err != nil {
 		n.log.Warn("stop raft", "err", err)

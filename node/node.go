@@ -20,6 +20,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/shoal-dev/shoal/agent"
+	"github.com/shoal-dev/shoal/agent/exec"
+	containerdexec "github.com/shoal-dev/shoal/agent/exec/containerd"
 	"github.com/shoal-dev/shoal/api"
 	"github.com/shoal-dev/shoal/clock"
 	"github.com/shoal-dev/shoal/manager/ca"
@@ -245,8 +247,16 @@ func (n *Node) serve(ctx context.Context, resumed bool) error {
 		Addr:      st.Addr,
 		Endpoints: n.endpoints(st),
 		Engine:    agent.Containerd{Address: n.cfg.ContainerdAddress},
-		Dial:      n.dial,
-		Managers:  n.managers,
+		NewExecutor: func() (exec.Executor, error) {
+			return containerdexec.New(containerdexec.Config{
+				Address:            n.cfg.ContainerdAddress,
+				StateDir:           n.paths.tasks(),
+				InsecureRegistries: n.cfg.InsecureRegistries,
+				Logger:             n.log,
+			})
+		},
+		Dial:     n.dial,
+		Managers: n.managers,
 		OnResponse: func(r api.HeartbeatResponse) {
 			select {
 			case n.heartbeats <- r:
@@ -264,6 +274,12 @@ func (n *Node) serve(ctx context.Context, resumed bool) error {
 		}
 	}
 	defer n.stopManager()
+
+	stopAPI, err := n.serveAPI()
+	if err != nil {
+		return err
+	}
+	defer stopAPI()
 
 	stopSocket, err := n.serveSocket()
 	if err != nil {

@@ -40,6 +40,7 @@ func (p paths) cert() string    { return filepath.Join(p.dir, "certs", "node.crt
 func (p paths) key() string     { return filepath.Join(p.dir, "certs", "node.key") }
 func (p paths) raft() string    { return filepath.Join(p.dir, "raft") }
 func (p paths) socket() string  { return filepath.Join(p.dir, "shoal.sock") }
+func (p paths) tasks() string   { return filepath.Join(p.dir, "tasks") }
 
 // loadState returns nil, nil when the directory holds no node.
 func loadState(p paths) (*state, error) {

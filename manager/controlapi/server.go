@@ -120,6 +120,7 @@ func New(cfg Config) *Server {
 	s.route("POST /v1/services/{ref}/update", managers, true, s.updateService)
 	s.route("DELETE /v1/services/{ref}", managers, true, s.removeService)
 	s.route("GET /v1/tasks", managers, false, s.listTasks)
+	s.route("GET /v1/services/{ref}/logs", managers, false, s.serviceLogs)
 	s.route("POST /v1/join-tokens/rotate", managers, true, s.rotateJoinToken)
 	return s
 }

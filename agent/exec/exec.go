@@ -1,0 +1,83 @@
+package exec
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/shoal-dev/shoal/api"
+)
+
+// Labels put on every task container, so a restarted agent can tell which
+// task and service a container it finds belongs to.
+const (
+	LabelTaskID      = "com.shoal.task.id"
+	LabelServiceID   = "com.shoal.service.id"
+	LabelServiceName = "com.shoal.service.name"
+	LabelSlot        = "com.shoal.task.slot"
+)
+
+// Errors an Executor returns, checked with errors.Is.
+var (
+	// ErrNotFound: no container exists for the task.
+	ErrNotFound = errors.New("exec: container not found")
+	// ErrNotStarted: the container exists but its process was never started.
+	ErrNotStarted = errors.New("exec: task not started")
+	// ErrExited: the task's process already ran and exited; it is not restarted.
+	ErrExited = errors.New("exec: task already exited")
+)
+
+// State is what an Executor sees of a task's container.
+type State string
+
+const (
+	// StateCreated: the container exists, its process is not running yet.
+	StateCreated State = "created"
+	// StateRunning: the process runs (or is paused).
+	StateRunning State = "running"
+	// StateExited: the process ran and exited; ExitCode holds its status.
+	StateExited State = "exited"
+	// StateUnknown: the engine could not say.
+	StateUnknown State = "unknown"
+)
+
+// ContainerStatus is one task container an Executor found.
+type ContainerStatus struct {
+	TaskID      string
+	ServiceID   string
+	ServiceName string
+	Slot        uint64
+	Image       string
+	State       State
+	// Pid is the process's host pid while it runs.
+	Pid uint32
+	// ExitCode and ExitedAt are set in StateExited; a process killed by a
+	// signal exits 128+signal.
+	ExitCode int
+	ExitedAt time.Time
+}
+
+// Executor runs the containers of tasks on one node. The container of a task
+// is named after the task's ID. Implementations are safe for concurrent use.
+type Executor interface {
+	// Prepare pulls the image if needed (plain HTTP for insecure registries)
+	// and creates the container for t; idempotent: an existing container for
+	// t is adopted.
+	Prepare(ctx context.Context, t *api.Task) error
+	// Start starts the prepared container's process; starting a running one
+	// is a no-op, starting an exited one fails with ErrExited.
+	Start(ctx context.Context, taskID string) error
+	// Wait returns when the task's process exits, with its exit code.
+	Wait(ctx context.Context, taskID string) (exitCode int, err error)
+	// Stop sends SIGTERM, then SIGKILL after grace; it returns once the
+	// process has exited. Stopping a task that is not running is a no-op.
+	Stop(ctx context.Context, taskID string, grace time.Duration) error
+	// Remove deletes the container, its process (killed if still running),
+	// its filesystem and its log; removing a missing container is a no-op.
+	Remove(ctx context.Context, taskID string) error
+	// List returns the tasks whose containers exist (for re-adoption after an
+	// agent restart), with state.
+	List(ctx context.Context) ([]ContainerStatus, error)
+	// Logs returns the file the task's stdout and stderr go to.
+	Logs(taskID string) (path string)
+}
