@@ -1,0 +1,154 @@
+package dispatcher_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/manager/dispatcher"
+	"github.com/shoal-dev/shoal/store"
+)
+
+func (f *fixture) putTask(id, nodeID string, state api.TaskState) {
+	f.t.Helper()
+	task := &api.Task{ID: id, ServiceID: "s1", NodeID: nodeID, DesiredState: api.TaskRunning, Status: api.TaskStatus{State: state}}
+	if err := f.store.Update(context.Background(), func(tx *store.Tx) error { return tx.PutTask(task) }); err != nil {
+		f.t.Fatalf("put task: %v", err)
+	}
+}
+
+func (f *fixture) task(id string) *api.Task {
+	var task *api.Task
+	f.store.View(func(tx store.ReadTx) { task = tx.Task(id) })
+	return task
+}
+
+func TestReportStatus(t *testing.T) {
+	tests := []struct {
+		name   string
+		node   string // reporting node
+		from   api.TaskState
+		to     api.TaskState
+		wantTo api.TaskState
+	}{
+		{"accepted", "n1", api.TaskAssigned, api.TaskAccepted, api.TaskAccepted},
+		{"running", "n1", api.TaskStarting, api.TaskRunning, api.TaskRunning},
+		{"failed", "n1", api.TaskRunning, api.TaskFailed, api.TaskFailed},
+		{"backwards", "n1", api.TaskRunning, api.TaskStarting, api.TaskRunning},
+		{"same", "n1", api.TaskRunning, api.TaskRunning, api.TaskRunning},
+		{"below accepted", "n1", api.TaskPending, api.TaskAssigned, api.TaskPending},
+		{"another node's task", "n2", api.TaskAssigned, api.TaskAccepted, api.TaskAssigned},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.run()
+			f.putTask("t1", "n1", tt.from)
+			err := f.d.ReportStatus(context.Background(), tt.node, []api.TaskStatusUpdate{
+				{TaskID: "t1", Status: api.TaskStatus{State: tt.to, Message: "reported"}},
+				{TaskID: "missing", Status: api.TaskStatus{State: api.TaskRunning}},
+			})
+			if err != nil {
+				t.Fatalf("ReportStatus: %v", err)
+			}
+			if got := f.task("t1").Status.State; got != tt.wantTo {
+				t.Errorf("got state %q, want %q", got, tt.wantTo)
+			}
+		})
+	}
+}
+
+func TestReportStatusConcurrent(t *testing.T) {
+	f := newFixture(t)
+	f.run()
+	const n = 20
+	for i := range n {
+		f.putTask(string(rune('a'+i)), "n1", api.TaskStarting)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- f.d.ReportStatus(context.Background(), "n1", []api.TaskStatusUpdate{
+				{TaskID: string(rune('a' + i)), Status: api.TaskStatus{State: api.TaskRunning}},
+			})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("ReportStatus: %v", err)
+		}
+	}
+	for i := range n {
+		if got := f.task(string(rune('a' + i))).Status.State; got != api.TaskRunning {
+			t.Errorf("task %c: got %q, want running", 'a'+i, got)
+		}
+	}
+}
+
+func TestTaskCallsOnlyWhileRunning(t *testing.T) {
+	f := newFixture(t)
+	if err := f.d.ReportStatus(context.Background(), "n1", nil); !errors.Is(err, dispatcher.ErrNotReady) {
+		t.Errorf("ReportStatus before Run: got %v, want ErrNotReady", err)
+	}
+	if _, err := f.d.Assignments(context.Background(), "n1", 0); !errors.Is(err, dispatcher.ErrNotReady) {
+		t.Errorf("Assignments before Run: got %v, want ErrNotReady", err)
+	}
+}
+
+func TestAssignments(t *testing.T) {
+	f := newFixture(t)
+	f.run()
+	f.putTask("t1", "n1", api.TaskAssigned)
+	f.putTask("t2", "n2", api.TaskAssigned)
+
+	got, err := f.d.Assignments(context.Background(), "n1", 0)
+	if err != nil {
+		t.Fatalf("Assignments: %v", err)
+	}
+	if len(got.Tasks) != 1 || got.Tasks[0].ID != "t1" || got.Index != f.store.Index() {
+		t.Fatalf("got %d tasks at index %d, want t1 at %d", len(got.Tasks), got.Index, f.store.Index())
+	}
+
+	// A long poll from the index it was given returns once one of its tasks changes.
+	type result struct {
+		a   api.Assignments
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		a, err := f.d.Assignments(context.Background(), "n1", got.Index)
+		done <- result{a, err}
+	}()
+	f.putTask("t3", "n2", api.TaskAssigned) // another node's task: no answer yet
+	f.putTask("t4", "n1", api.TaskAssigned)
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatalf("Assignments: %v", r.err)
+		}
+		ids := []string{}
+		for _, task := range r.a.Tasks {
+			ids = append(ids, task.ID)
+		}
+		if len(ids) != 2 || ids[0] != "t1" || ids[1] != "t4" {
+			t.Errorf("got tasks %v, want [t1 t4]", ids)
+		}
+	case <-time.After(10 * time.Second): // guards against a hang; the answer is due on the write
+		t.Fatalf("the long poll did not answer a new task")
+	}
+
+	// A cancelled poll returns the caller's error.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := f.d.Assignments(ctx, "n1", f.store.Index()); !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v for a cancelled poll, want context.Canceled", err)
+	}
+}
