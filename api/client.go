@@ -186,11 +186,6 @@ func (c *Client) RaftJoin(ctx context.Context, req RaftJoinRequest) error {
 	return c.do(ctx, http.MethodPost, "/v1/raft/join", req, nil)
 }
 
-// RaftLeave asks the leader to remove the calling manager from raft.
-func (c *Client) RaftLeave(ctx context.Context) error {
-	return c.do(ctx, http.MethodPost, "/v1/raft/leave", nil, nil)
-}
-
 func (c *Client) Heartbeat(ctx context.Context, hb Heartbeat) (HeartbeatResponse, error) {
 	var out HeartbeatResponse
 	return out, c.do(ctx, http.MethodPost, "/v1/session/heartbeat", hb, &out)

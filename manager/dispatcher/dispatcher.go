@@ -173,6 +173,14 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	}
 }
 
+// beatSince reports whether id's last heartbeat came after t.
+func (d *Dispatcher) beatSince(id string, t time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	seen, ok := d.lastSeen[id]
+	return ok && seen.After(t)
+}
+
 // check writes down every node that has gone quiet.
 func (d *Dispatcher) check(ctx context.Context, start, now time.Time) {
 	type verdict struct{ id, why string }
@@ -203,8 +211,8 @@ func (d *Dispatcher) check(ctx context.Context, start, now time.Time) {
 	err := d.cfg.Store.Update(ctx, func(tx *store.Tx) error {
 		for _, v := range down {
 			n := tx.Node(v.id)
-			if n == nil || n.Status.State == api.NodeStateDown {
-				continue
+			if n == nil || n.Status.State == api.NodeStateDown || d.beatSince(v.id, now) {
+				continue // gone, already down, or it beat while we decided
 			}
 			n.Status.State = api.NodeStateDown
 			n.Status.Message = v.why
