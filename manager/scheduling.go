@@ -84,6 +84,13 @@ func (m *Manager) schedulePending(ctx context.Context) {
 		m.sched.unschedulable.Set(0)
 		return
 	}
+	// A node whose engine is not connected cannot run tasks: to the
+	// scheduler it is not ready.
+	for _, n := range nodeList {
+		if !n.Description.Engine.Available && n.Status.State == api.NodeStateReady {
+			n.Status.State = api.NodeStateUnknown
+		}
+	}
 	start := time.Now()
 	res := scheduler.Schedule(scheduler.NewSnapshot(nodeList, tasks), pending)
 	m.sched.decision.Observe(time.Since(start).Seconds())
