@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/clock"
 	"github.com/shoal-dev/shoal/node"
 )
 
@@ -39,13 +40,16 @@ type app struct {
 	getenv func(string) string
 	// runNode starts the daemon; node.Run in the binary.
 	runNode func(context.Context, node.Config) error
+	// clock tells the time in task states and paces shoal service create's
+	// wait for convergence.
+	clock clock.Clock
 
 	host    string
 	dataDir string
 }
 
 func main() {
-	a := &app{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, runNode: node.Run}
+	a := &app{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, runNode: node.Run, clock: clock.Real{}}
 	os.Exit(a.execute(context.Background(), os.Args[1:]))
 }
 
@@ -101,7 +105,8 @@ func (a *app) rootCmd() *cobra.Command {
 		Use:   "shoal",
 		Short: "Run and manage a Shoal container cluster",
 		Long: "shoal runs a cluster node (shoal init, shoal join, shoal agent) and manages the\n" +
-			"cluster through a node's API (shoal node, shoal join-token, shoal info, shoal leave).",
+			"cluster through a node's API (shoal service, shoal node, shoal join-token, shoal info,\n" +
+			"shoal leave).",
 		// Errors are printed once, by execute; flag and argument errors
 		// point at --help instead of dumping the usage.
 		SilenceErrors:     true,
@@ -123,7 +128,7 @@ func (a *app) rootCmd() *cobra.Command {
 
 	root.AddCommand(
 		a.initCmd(), a.joinCmd(), a.agentCmd(),
-		a.infoCmd(), a.nodeCmd(), a.joinTokenCmd(), a.leaveCmd(),
+		a.infoCmd(), a.serviceCmd(), a.nodeCmd(), a.joinTokenCmd(), a.leaveCmd(),
 	)
 	return root
 }
@@ -198,13 +203,23 @@ func clientTLS(dir string) (*tls.Config, error) {
 // withClient runs fn with a client and a context bounded by clientTimeout,
 // turning connection failures into a message that says what to do.
 func (a *app) withClient(cmd *cobra.Command, fn func(context.Context, *api.Client) error) error {
+	return a.withClientTimeout(cmd, clientTimeout, fn)
+}
+
+// withClientTimeout is withClient with a bound of d; 0 means none, for
+// verbs that stream until the user stops them.
+func (a *app) withClientTimeout(cmd *cobra.Command, d time.Duration, fn func(context.Context, *api.Client) error) error {
 	c, err := a.client()
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(cmd.Context(), clientTimeout)
-	defer cancel()
+	ctx := cmd.Context()
+	if d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
 	return a.reachErr(fn(ctx, c))
 }
 

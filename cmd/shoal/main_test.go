@@ -13,23 +13,30 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/clock"
 	"github.com/shoal-dev/shoal/node"
 )
 
-// testApp is an app with captured output whose daemon verbs record the
-// node.Config instead of running a node.
+// testNow is the time of the test apps' fake clock.
+var testNow = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// testApp is an app with captured output and a fake clock whose daemon
+// verbs record the node.Config instead of running a node.
 type testApp struct {
 	*app
 	stdout, stderr strings.Builder
 	cfgs           []node.Config
+	clock          *clock.Fake
 }
 
 func newTestApp(t *testing.T, env map[string]string) *testApp {
 	t.Helper()
-	ta := &testApp{}
+	ta := &testApp{clock: clock.NewFake(testNow)}
 	ta.app = &app{
+		clock:  ta.clock,
 		stdout: &ta.stdout,
 		stderr: &ta.stderr,
 		getenv: func(k string) string { return env[k] },
@@ -236,8 +243,8 @@ func TestTCPHostNeedsCerts(t *testing.T) {
 	}
 }
 
-// stubDaemon answers the API on a unix socket with fixed nodes and records
-// the requests it gets.
+// stubDaemon answers the API on a unix socket with fixed nodes, services
+// and tasks, and records the requests it gets.
 type stubDaemon struct {
 	sock string
 
@@ -245,6 +252,7 @@ type stubDaemon struct {
 	requests []string // "METHOD /path?query"
 	updates  []api.NodeUpdate
 	tokens   api.JoinTokens
+	stubServices
 }
 
 func newStubDaemon(t *testing.T) *stubDaemon {
@@ -254,7 +262,8 @@ func newStubDaemon(t *testing.T) *stubDaemon {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	d := &stubDaemon{sock: filepath.Join(dir, "shoal.sock"), tokens: api.JoinTokens{Worker: "SWT-1", Manager: "SMT-1"}}
+	d := &stubDaemon{sock: filepath.Join(dir, "shoal.sock"), tokens: api.JoinTokens{Worker: "SWT-1", Manager: "SMT-1"},
+		stubServices: stubServices{services: testServices(), tasks: testTasks()}}
 	nodes := testNodes()
 	find := func(ref string) (api.NodeView, bool) {
 		for _, n := range nodes {
@@ -333,6 +342,8 @@ func newStubDaemon(t *testing.T) *stubDaemon {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+
+	d.serviceRoutes(mux, answer, find)
 
 	l, err := net.Listen("unix", d.sock)
 	if err != nil {

@@ -40,7 +40,7 @@ func (a *app) infoCmd() *cobra.Command {
 func (a *app) nodeCmd() *cobra.Command {
 	return groupCmd("node", "Manage the cluster's nodes",
 		a.nodeLsCmd(), a.nodeInspectCmd(), a.nodePromoteCmd(), a.nodeDemoteCmd(),
-		a.nodeRmCmd(), a.nodeUpdateCmd())
+		a.nodeRmCmd(), a.nodeUpdateCmd(), a.nodePsCmd())
 }
 
 func (a *app) nodeLsCmd() *cobra.Command {
@@ -82,6 +82,35 @@ func (a *app) nodeLsCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&format, "format", "", "output format: json")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print node IDs only")
+	return cmd
+}
+
+func (a *app) nodePsCmd() *cobra.Command {
+	var f taskListFlags
+	cmd := &cobra.Command{
+		Use:   "ps [--format json] [-q] [--no-trunc] [NODE]",
+		Short: "List the tasks on a node (default: the node answering)",
+		Args:  checkArgs(cobra.MaximumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(f.format); err != nil {
+				return err
+			}
+			return a.withClient(cmd, func(ctx context.Context, c *api.Client) error {
+				ref := ""
+				if len(args) == 1 {
+					ref = args[0]
+				} else {
+					info, err := c.Info(ctx)
+					if err != nil {
+						return fmt.Errorf("find the local node: %w", err)
+					}
+					ref = info.NodeID
+				}
+				return a.listTasks(ctx, c, api.TaskFilter{Node: ref}, f)
+			})
+		},
+	}
+	f.register(cmd.Flags())
 	return cmd
 }
 

@@ -5,9 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/shoal-dev/shoal/api"
 	"github.com/shoal-dev/shoal/node"
@@ -160,4 +165,177 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// shortIDLen is how much of an ID the tables show, as docker does.
+const shortIDLen = 12
+
+// maxErrLen is how much of a task error service ps shows without --no-trunc.
+const maxErrLen = 30
+
+func shortID(id string) string {
+	if len(id) > shortIDLen {
+		return id[:shortIDLen]
+	}
+	return id
+}
+
+// ellipsis cuts s to at most n runes, ending it with … when cut.
+func ellipsis(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
+
+// shortImage drops the digest of an image reference: nginx:1.27@sha256:... is nginx:1.27.
+func shortImage(image string) string {
+	name, _, _ := strings.Cut(image, "@")
+	return name
+}
+
+// sortServices orders services by name, then ID, as service ls shows them.
+func sortServices(services []api.ServiceView) {
+	slices.SortFunc(services, func(x, y api.ServiceView) int {
+		return cmp.Or(cmp.Compare(x.Spec.Name, y.Spec.Name), cmp.Compare(x.ID, y.ID))
+	})
+}
+
+// writeServiceIDs writes one short service ID a line, for service ls -q.
+func writeServiceIDs(w io.Writer, services []api.ServiceView) error {
+	var b strings.Builder
+	for _, s := range services {
+		b.WriteString(shortID(s.ID))
+		b.WriteByte('\n')
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeServiceTable writes services as service ls does.
+func writeServiceTable(w io.Writer, services []api.ServiceView) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tMODE\tREPLICAS\tIMAGE")
+	for _, s := range services {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\n",
+			shortID(s.ID), s.Spec.Name, s.Spec.Mode, s.Running, s.Desired, shortImage(s.Spec.Task.Image))
+	}
+	return tw.Flush()
+}
+
+// taskName is a task's name in service ps: SERVICE.SLOT, or SERVICE.NODEID
+// for a task of a global service.
+func taskName(t *api.Task) string {
+	if t.Slot == 0 {
+		return t.ServiceName + "." + t.NodeID
+	}
+	return fmt.Sprintf("%s.%d", t.ServiceName, t.Slot)
+}
+
+// sortTasks groups tasks by service and slot (or node, for global services)
+// and keeps the order within a slot, which the API gives newest first.
+func sortTasks(tasks []*api.Task) {
+	slices.SortStableFunc(tasks, func(x, y *api.Task) int {
+		c := cmp.Or(
+			cmp.Compare(x.ServiceName, y.ServiceName),
+			cmp.Compare(x.ServiceID, y.ServiceID),
+			cmp.Compare(x.Slot, y.Slot),
+		)
+		if c == 0 && x.Slot == 0 {
+			c = cmp.Compare(x.NodeID, y.NodeID)
+		}
+		return c
+	})
+}
+
+// writeTaskIDs writes one task ID a line, shortened if trunc, for ps -q.
+func writeTaskIDs(w io.Writer, tasks []*api.Task, trunc bool) error {
+	var b strings.Builder
+	for _, t := range tasks {
+		id := t.ID
+		if trunc {
+			id = shortID(id)
+		}
+		b.WriteString(id)
+		b.WriteByte('\n')
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeTaskTable writes tasks, sorted by sortTasks, as service ps and node
+// ps do: a slot's older tasks follow its newest, their names marked " \_ ".
+// hosts maps node IDs to hostnames; now dates the current states.
+func writeTaskTable(w io.Writer, tasks []*api.Task, hosts map[string]string, now time.Time, trunc bool) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tIMAGE\tNODE\tDESIRED STATE\tCURRENT STATE\tERROR")
+	prevKey := ""
+	for _, t := range tasks {
+		id, name, image, errText := t.ID, taskName(t), t.Spec.Image, t.Status.Err
+		key := t.ServiceID + "/" + name
+		if key == prevKey {
+			name = ` \_ ` + name
+		}
+		prevKey = key
+		if trunc {
+			id, image, errText = shortID(id), shortImage(image), ellipsis(errText, maxErrLen)
+		}
+		if errText != "" {
+			errText = `"` + errText + `"`
+		}
+		node := t.NodeID
+		if h := hosts[t.NodeID]; h != "" {
+			node = h
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			id, name, image, node, title(string(t.DesiredState)), currentState(t.Status, now), errText)
+	}
+	return tw.Flush()
+}
+
+// currentState is the CURRENT STATE column: "Running 5 seconds ago".
+func currentState(s api.TaskStatus, now time.Time) string {
+	state := title(string(s.State))
+	if s.Timestamp.IsZero() {
+		return state
+	}
+	return state + " " + strings.ToLower(humanDuration(now.Sub(s.Timestamp))) + " ago"
+}
+
+// humanDuration says how long d is as docker does: "5 seconds", "About a minute".
+func humanDuration(d time.Duration) string {
+	if seconds := int(d.Seconds()); seconds < 1 {
+		return "Less than a second"
+	} else if seconds == 1 {
+		return "1 second"
+	} else if seconds < 60 {
+		return fmt.Sprintf("%d seconds", seconds)
+	} else if minutes := int(d.Minutes()); minutes == 1 {
+		return "About a minute"
+	} else if minutes < 60 {
+		return fmt.Sprintf("%d minutes", minutes)
+	} else if hours := int(math.Round(d.Hours())); hours == 1 {
+		return "About an hour"
+	} else if hours < 48 {
+		return fmt.Sprintf("%d hours", hours)
+	} else if hours < 24*7*2 {
+		return fmt.Sprintf("%d days", hours/24)
+	} else if hours < 24*30*2 {
+		return fmt.Sprintf("%d weeks", hours/24/7)
+	} else if hours < 24*365*2 {
+		return fmt.Sprintf("%d months", hours/24/30)
+	}
+	return fmt.Sprintf("%d years", int(d.Hours())/24/365)
+}
+
+// isTerminal reports whether w is a terminal, as docker decides whether to
+// wait for a service by default.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

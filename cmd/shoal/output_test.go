@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shoal-dev/shoal/api"
 	"github.com/shoal-dev/shoal/node"
@@ -241,5 +242,82 @@ func TestJoinAddr(t *testing.T) {
 		if err != nil || got != tt.want {
 			t.Errorf("joinAddr(%q): got %q, %v, want %q", tt.in, got, err, tt.want)
 		}
+	}
+}
+
+func TestCurrentState(t *testing.T) {
+	tests := []struct {
+		state api.TaskState
+		age   time.Duration
+		want  string
+	}{
+		{api.TaskRunning, 0, "Running less than a second ago"},
+		{api.TaskRunning, -3 * time.Second, "Running less than a second ago"}, // a skewed clock
+		{api.TaskRunning, 1500 * time.Millisecond, "Running 1 second ago"},
+		{api.TaskPreparing, 59 * time.Second, "Preparing 59 seconds ago"},
+		{api.TaskFailed, 61 * time.Second, "Failed about a minute ago"},
+		{api.TaskShutdown, 45 * time.Minute, "Shutdown 45 minutes ago"},
+		{api.TaskComplete, 70 * time.Minute, "Complete about an hour ago"},
+		{api.TaskRunning, 5 * time.Hour, "Running 5 hours ago"},
+		{api.TaskRunning, 72 * time.Hour, "Running 3 days ago"},
+		{api.TaskRunning, 21 * 24 * time.Hour, "Running 3 weeks ago"},
+		{api.TaskRunning, 90 * 24 * time.Hour, "Running 3 months ago"},
+		{api.TaskRunning, 3 * 365 * 24 * time.Hour, "Running 3 years ago"},
+	}
+	for _, tt := range tests {
+		s := api.TaskStatus{State: tt.state, Timestamp: testNow.Add(-tt.age)}
+		if got := currentState(s, testNow); got != tt.want {
+			t.Errorf("currentState(%s, %v old): got %q, want %q", tt.state, tt.age, got, tt.want)
+		}
+	}
+	if got, want := currentState(api.TaskStatus{State: api.TaskNew}, testNow), "New"; got != want {
+		t.Errorf("without a timestamp: got %q, want %q", got, want)
+	}
+}
+
+func TestEllipsis(t *testing.T) {
+	tests := []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short", 30, "short"},
+		{"exactly ten", 11, "exactly ten"},
+		{"exactly ten", 10, "exactly t…"},
+		{"héllo wörld", 6, "héllo…"},
+	}
+	for _, tt := range tests {
+		if got := ellipsis(tt.in, tt.n); got != tt.want {
+			t.Errorf("ellipsis(%q, %d): got %q, want %q", tt.in, tt.n, got, tt.want)
+		}
+	}
+}
+
+func TestWriteTaskTableEmpty(t *testing.T) {
+	var b strings.Builder
+	if err := writeTaskTable(&b, nil, nil, testNow, true); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := b.String(), "ID   NAME   IMAGE   NODE   DESIRED STATE   CURRENT STATE   ERROR\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestSortTasksKeepsSlotHistory(t *testing.T) {
+	// Out of order across slots and services, newest first within each slot.
+	mk := func(id, svc string, slot uint64, node string) *api.Task {
+		return &api.Task{ID: id, ServiceID: svc + "-id", ServiceName: svc, Slot: slot, NodeID: node}
+	}
+	tasks := []*api.Task{
+		mk("w2", "web", 2, "n1"), mk("g-b", "agent", 0, "nb"), mk("w1-new", "web", 1, "n1"),
+		mk("g-a", "agent", 0, "na"), mk("w1-old", "web", 1, "n2"), mk("w2-old", "web", 2, "n1"),
+	}
+	sortTasks(tasks)
+	var got []string
+	for _, t := range tasks {
+		got = append(got, t.ID)
+	}
+	if want := []string{"g-a", "g-b", "w1-new", "w1-old", "w2", "w2-old"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }
