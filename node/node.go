@@ -129,6 +129,7 @@ func (n *Node) run(ctx context.Context) error {
 	default:
 		return fmt.Errorf("no shoal node in %s: create a cluster with shoal init or join one with shoal join", n.cfg.DataDir)
 	}
+	n.settle(st)
 	if err := saveState(n.paths, st); err != nil {
 		return err
 	}
@@ -136,6 +137,29 @@ func (n *Node) run(ctx context.Context) error {
 		return err
 	}
 	return n.serve(ctx, resumed)
+}
+
+// DefaultContainerdAddress is Debian's containerd socket.
+const DefaultContainerdAddress = "/run/containerd/containerd.sock"
+
+// settle merges the daemon settings: flags given now win, then those kept
+// from earlier starts, then the defaults. The result is kept in cfg and st.
+func (n *Node) settle(st *state) {
+	pick := func(now, kept, def string) string {
+		switch {
+		case now != "":
+			return now
+		case kept != "":
+			return kept
+		}
+		return def
+	}
+	st.MetricsAddr = pick(n.cfg.MetricsAddr, st.MetricsAddr, "")
+	st.ContainerdAddress = pick(n.cfg.ContainerdAddress, st.ContainerdAddress, DefaultContainerdAddress)
+	if len(n.cfg.InsecureRegistries) > 0 {
+		st.InsecureRegistries = n.cfg.InsecureRegistries
+	}
+	n.cfg.MetricsAddr, n.cfg.ContainerdAddress, n.cfg.InsecureRegistries = st.MetricsAddr, st.ContainerdAddress, st.InsecureRegistries
 }
 
 func (n *Node) loadIdentity(st *state) error {

@@ -15,17 +15,21 @@ import (
 
 // state is what a node keeps on disk to resume with the same identity.
 type state struct {
-	NodeID     string          `json:"node_id"`
-	ClusterID  string          `json:"cluster_id"`
-	Role       api.NodeRole    `json:"role"`
-	Addr       string          `json:"addr"`
-	Hostname   string          `json:"hostname"`
-	ListenIP   string          `json:"listen_ip,omitempty"`
-	APIPort    int             `json:"api_port"`
-	RaftPort   int             `json:"raft_port"`
-	GossipPort int             `json:"gossip_port"`
-	GossipKey  []byte          `json:"gossip_key"`
-	Managers   []api.Endpoints `json:"managers"`
+	NodeID     string       `json:"node_id"`
+	ClusterID  string       `json:"cluster_id"`
+	Role       api.NodeRole `json:"role"`
+	Addr       string       `json:"addr"`
+	Hostname   string       `json:"hostname"`
+	ListenIP   string       `json:"listen_ip,omitempty"`
+	APIPort    int          `json:"api_port"`
+	RaftPort   int          `json:"raft_port"`
+	GossipPort int          `json:"gossip_port"`
+	GossipKey  []byte       `json:"gossip_key"`
+	// Daemon settings given at first start, kept so a bare restart keeps them.
+	MetricsAddr        string          `json:"metrics_addr,omitempty"`
+	ContainerdAddress  string          `json:"containerd_address,omitempty"`
+	InsecureRegistries []string        `json:"insecure_registries,omitempty"`
+	Managers           []api.Endpoints `json:"managers"`
 	// PendingCluster holds a new cluster's object until the bootstrap has
 	// written it into raft, so a crash in between can finish the job.
 	PendingCluster *api.Cluster `json:"pending_cluster,omitempty"`

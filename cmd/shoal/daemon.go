@@ -30,6 +30,7 @@ type daemonFlags struct {
 	gossipPort        int
 	metricsAddr       string
 	containerdAddress string
+	insecureRegistry  []string
 	hostname          string
 	logLevel          string
 	token             string
@@ -42,7 +43,8 @@ func (f *daemonFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.raftPort, "raft-port", 2378, "raft port (managers)")
 	fs.IntVar(&f.gossipPort, "gossip-port", 7946, "gossip port (tcp and udp)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "IP:PORT of the plain-HTTP /metrics listener (default off)")
-	fs.StringVar(&f.containerdAddress, "containerd-address", "/run/containerd/containerd.sock", "containerd socket")
+	fs.StringVar(&f.containerdAddress, "containerd-address", "", "containerd socket (default /run/containerd/containerd.sock, or the one the data directory was started with)")
+	fs.StringSliceVar(&f.insecureRegistry, "insecure-registry", nil, "registry HOST:PORT to pull from over plain HTTP (repeatable)")
 	fs.StringVar(&f.hostname, "hostname", "", "node hostname (default the machine's)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
@@ -150,13 +152,14 @@ func (a *app) daemonConfig(fs *pflag.FlagSet, mode node.Mode, f *daemonFlags, jo
 		return node.Config{}, fmt.Errorf("--data-dir %q: %w", a.dataDir, err)
 	}
 	cfg := node.Config{
-		Mode:              mode,
-		DataDir:           dataDir,
-		ListenIP:          f.listenAddr,
-		MetricsAddr:       f.metricsAddr,
-		ContainerdAddress: f.containerdAddress,
-		Hostname:          f.hostname,
-		Logger:            logger,
+		Mode:               mode,
+		DataDir:            dataDir,
+		ListenIP:           f.listenAddr,
+		MetricsAddr:        f.metricsAddr,
+		ContainerdAddress:  f.containerdAddress,
+		InsecureRegistries: f.insecureRegistry,
+		Hostname:           f.hostname,
+		Logger:             logger,
 	}
 	cfg.Ready = func(info node.ReadyInfo) { writeReady(a.stdout, mode, dataDir, info) }
 
@@ -195,8 +198,10 @@ func (a *app) daemonConfig(fs *pflag.FlagSet, mode node.Mode, f *daemonFlags, jo
 			return node.Config{}, fmt.Errorf("--metrics-addr %q: want IP:PORT: %w", f.metricsAddr, err)
 		}
 	}
-	if f.containerdAddress == "" {
-		return node.Config{}, errors.New("--containerd-address must not be empty")
+	for _, r := range f.insecureRegistry {
+		if _, _, err := splitHostPort(r); err != nil {
+			return node.Config{}, fmt.Errorf("--insecure-registry %q: want HOST:PORT: %w", r, err)
+		}
 	}
 	ports := []struct {
 		name string

@@ -63,8 +63,7 @@ func TestDaemonFlags(t *testing.T) {
 		{
 			name: "init defaults",
 			args: []string{"init", "--advertise-addr", "10.0.0.1"},
-			want: node.Config{Mode: node.ModeInit, DataDir: dir, AdvertiseAddr: "10.0.0.1",
-				ContainerdAddress: "/run/containerd/containerd.sock"},
+			want: node.Config{Mode: node.ModeInit, DataDir: dir, AdvertiseAddr: "10.0.0.1"},
 		},
 		{
 			name: "init all flags",
@@ -79,19 +78,18 @@ func TestDaemonFlags(t *testing.T) {
 			name: "join",
 			args: []string{"join", "--token", "TOK", "--advertise-addr", "10.0.0.2", "10.0.0.1"},
 			want: node.Config{Mode: node.ModeJoin, DataDir: dir, AdvertiseAddr: "10.0.0.2", JoinToken: "TOK",
-				JoinAddr: "10.0.0.1:2377", ContainerdAddress: "/run/containerd/containerd.sock"},
+				JoinAddr: "10.0.0.1:2377"},
 		},
 		{
 			name: "join infers the advertise address",
 			args: []string{"join", "--token", "TOK", "127.0.0.1:3377"},
 			want: node.Config{Mode: node.ModeJoin, DataDir: dir, AdvertiseAddr: "127.0.0.1", JoinToken: "TOK",
-				JoinAddr: "127.0.0.1:3377", ContainerdAddress: "/run/containerd/containerd.sock"},
+				JoinAddr: "127.0.0.1:3377"},
 		},
 		{
 			name: "agent",
 			args: []string{"agent", "--hostname", "h2"},
-			want: node.Config{Mode: node.ModeResume, DataDir: dir, Hostname: "h2",
-				ContainerdAddress: "/run/containerd/containerd.sock"},
+			want: node.Config{Mode: node.ModeResume, DataDir: dir, Hostname: "h2"},
 		},
 		{name: "init without advertise-addr", args: []string{"init"}, wantErr: "--advertise-addr is required"},
 		{name: "init bad advertise-addr", args: []string{"init", "--advertise-addr", "host1"}, wantErr: `--advertise-addr "host1": want an IP address`},
