@@ -111,6 +111,41 @@ func TestCluster(t *testing.T) {
 		}
 	}
 
+	// working is the weaker precondition of the later scenarios, so one
+	// wrong manager status does not hide what they test: every manager
+	// serves and names the same leader, and the leader lists every node ready.
+	working := func(t *testing.T) {
+		t.Helper()
+		eventually(t, serveTimeout, func() error {
+			leader, err := c.Leader(c.Managers...)
+			if err != nil {
+				return err
+			}
+			for _, m := range c.Managers {
+				info, err := m.Info()
+				if err != nil {
+					return err
+				}
+				if info.LeaderID != c.IDs[leader.Name] {
+					return fmt.Errorf("%s: leader %q, %s says %q", m.Name, info.LeaderID, leader.Name, c.IDs[leader.Name])
+				}
+			}
+			nodes, err := leader.Nodes()
+			if err != nil {
+				return err
+			}
+			for _, n := range nodes {
+				if n.Status.State != api.NodeStateReady {
+					return fmt.Errorf("via leader %s: %s is %q: %s", leader.Name, n.Description.Hostname, n.Status.State, summary(nodes))
+				}
+			}
+			if got, want := len(nodes), len(c.Hosts()); got != want {
+				return fmt.Errorf("via leader %s: got %d nodes, want %d", leader.Name, got, want)
+			}
+			return nil
+		})
+	}
+
 	t.Run("bootstrap", func(t *testing.T) {
 		defer c.Net.Bind(t)()
 		settled(t)
@@ -170,7 +205,7 @@ func TestCluster(t *testing.T) {
 
 	t.Run("leader_failover", func(t *testing.T) {
 		defer c.Net.Bind(t)()
-		settled(t)
+		working(t)
 		leader, err := c.Leader(c.Managers...)
 		if err != nil {
 			t.Fatal(err)
@@ -259,7 +294,7 @@ func TestCluster(t *testing.T) {
 
 	t.Run("restart_all_managers", func(t *testing.T) {
 		defer c.Net.Bind(t)()
-		settled(t)
+		working(t)
 		target := c.IDs[c.Workers[1].Name]
 		eventually(t, 10*time.Second, func() error { return write(c.Managers[0], 5*time.Second, target, "restart=before") })
 		record(target, "restart", "before")
@@ -289,12 +324,12 @@ func TestCluster(t *testing.T) {
 		}
 		eventually(t, 30*time.Second, func() error { return write(c.Managers[1], 5*time.Second, target, "restart=after") })
 		record(target, "restart", "after")
-		settled(t)
+		working(t)
 	})
 
 	t.Run("partitioned_manager", func(t *testing.T) {
 		defer c.Net.Bind(t)()
-		settled(t)
+		working(t)
 		leader, err := c.Leader(c.Managers...)
 		if err != nil {
 			t.Fatal(err)
