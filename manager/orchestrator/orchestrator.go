@@ -1,0 +1,219 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/clock"
+	"github.com/shoal-dev/shoal/store"
+)
+
+const (
+	// coalesce is how long a pass waits for a burst of store events to end.
+	coalesce = 30 * time.Millisecond
+	// retryAfter is when a pass runs again after a write failed.
+	retryAfter = time.Second
+)
+
+// Config wires an Orchestrator.
+type Config struct {
+	Store  *store.Store
+	Clock  clock.Clock
+	Logger *slog.Logger
+	// Registry receives the metrics; nil registers none.
+	Registry prometheus.Registerer
+}
+
+// Orchestrator keeps the tasks of every service in line with its spec.
+type Orchestrator struct {
+	store *store.Store
+	clk   clock.Clock
+	log   *slog.Logger
+	m     *metrics
+}
+
+// New returns an orchestrator and registers its metrics, so make one per
+// manager and call Run each time this manager starts leading.
+func New(cfg Config) *Orchestrator {
+	return &Orchestrator{
+		store: cfg.Store,
+		clk:   cfg.Clock,
+		log:   cfg.Logger.With("component", "orchestrator"),
+		m:     newMetrics(cfg.Registry),
+	}
+}
+
+// Run reconciles every service at start, then after every burst of store
+// changes to services, tasks or nodes, and when a delayed restart comes due,
+// until ctx ends. Run it on the leader only.
+func (o *Orchestrator) Run(ctx context.Context) {
+	events, cancel := o.store.Watch()
+	defer cancel()
+	var wakeC <-chan time.Time
+	stopWake := func() {}
+	defer func() { stopWake() }()
+	for {
+		wake := o.pass(ctx)
+		stopWake()
+		wakeC, stopWake = nil, func() {}
+		if !wake.IsZero() {
+			wakeC, stopWake = o.clk.NewTicker(max(wake.Sub(o.clk.Now()), time.Millisecond))
+		}
+		if !o.wait(ctx, events, wakeC) {
+			return
+		}
+	}
+}
+
+// wait blocks until a relevant store event (then lets the burst settle) or
+// the wake-up, and reports false when Run should stop.
+func (o *Orchestrator) wait(ctx context.Context, events <-chan store.Event, wakeC <-chan time.Time) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-wakeC:
+			return true
+		case ev, ok := <-events:
+			if !ok {
+				return false
+			}
+			if !relevant(ev) {
+				continue
+			}
+		}
+		break
+	}
+	timer := time.NewTimer(coalesce)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case _, ok := <-events:
+			if !ok {
+				return false
+			}
+		case <-timer.C:
+			return true
+		}
+	}
+}
+
+func relevant(ev store.Event) bool {
+	if ev.Reset || ev.Dropped > 0 {
+		return true
+	}
+	for _, c := range ev.Changes {
+		switch c.Kind {
+		case store.KindService, store.KindTask, store.KindNode:
+			return true
+		}
+	}
+	return false
+}
+
+// pass reconciles every service, and every group of tasks whose service is
+// gone, and returns when it next needs to run on its own (zero: never).
+func (o *Orchestrator) pass(ctx context.Context) time.Time {
+	start := time.Now() // for the duration metric only; decisions use o.clk
+	defer func() { o.m.reconcile.Observe(time.Since(start).Seconds()) }()
+
+	var services []*api.Service
+	var nodes []*api.Node
+	var tasks []*api.Task
+	o.store.View(func(tx store.ReadTx) {
+		services, nodes, tasks = tx.Services(), tx.Nodes(), tx.Tasks()
+	})
+	byService := make(map[string][]*api.Task)
+	for _, t := range tasks {
+		byService[t.ServiceID] = append(byService[t.ServiceID], t)
+	}
+	svcByID := make(map[string]*api.Service, len(services))
+	ids := make([]string, 0, len(services)+len(byService))
+	for _, s := range services {
+		svcByID[s.ID] = s
+		ids = append(ids, s.ID)
+	}
+	for id := range byService {
+		if svcByID[id] == nil {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+
+	now := o.clk.Now()
+	var wake time.Time
+	earliest := func(t time.Time) {
+		if !t.IsZero() && (wake.IsZero() || t.Before(wake)) {
+			wake = t
+		}
+	}
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			return time.Time{}
+		}
+		p := Reconcile(now, svcByID[id], byService[id], nodes)
+		earliest(p.NextWake)
+		if p.Empty() {
+			continue
+		}
+		next, err := o.write(ctx, id)
+		if err != nil {
+			if ctx.Err() != nil {
+				return time.Time{}
+			}
+			o.log.Warn("write plan", "service", id, "err", err)
+			earliest(o.clk.Now().Add(retryAfter))
+			continue
+		}
+		earliest(next)
+	}
+	return wake
+}
+
+// write reconciles one service again inside a store transaction, so a
+// conflict recomputes the plan on fresh state, and writes the plan.
+func (o *Orchestrator) write(ctx context.Context, serviceID string) (time.Time, error) {
+	var p Plan
+	var name string
+	err := o.store.Update(ctx, func(tx *store.Tx) error {
+		svc := tx.Service(serviceID)
+		name = ""
+		if svc != nil {
+			name = svc.Spec.Name
+		}
+		p = Reconcile(o.clk.Now(), svc, tx.TasksOfService(serviceID), tx.Nodes())
+		for _, t := range p.Create {
+			if err := tx.PutTask(t); err != nil {
+				return fmt.Errorf("create task %s: %w", t.ID, err)
+			}
+		}
+		for _, t := range p.Update {
+			if err := tx.PutTask(t); err != nil {
+				return fmt.Errorf("update task %s: %w", t.ID, err)
+			}
+		}
+		for _, id := range p.Delete {
+			if err := tx.DeleteTask(id); err != nil {
+				return fmt.Errorf("delete task %s: %w", id, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("service %s: %w", serviceID, err)
+	}
+	o.m.created.Add(float64(len(p.Create)))
+	if !p.Empty() {
+		o.log.Info("reconciled service", "service", serviceID, "name", name, "deleted_service", name == "",
+			"created", len(p.Create), "updated", len(p.Update), "deleted", len(p.Delete))
+	}
+	return p.NextWake, nil
+}
