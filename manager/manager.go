@@ -15,6 +15,7 @@ import (
 	"github.com/shoal-dev/shoal/clock"
 	"github.com/shoal-dev/shoal/manager/controlapi"
 	"github.com/shoal-dev/shoal/manager/dispatcher"
+	"github.com/shoal-dev/shoal/manager/orchestrator"
 	mraft "github.com/shoal-dev/shoal/manager/raft"
 	"github.com/shoal-dev/shoal/manager/scheduler"
 	"github.com/shoal-dev/shoal/store"
@@ -52,6 +53,7 @@ type Manager struct {
 	dispatcher *dispatcher.Dispatcher
 	api        *controlapi.Server
 	sched      *schedulerMetrics
+	orch       *orchestrator.Orchestrator
 
 	closeOnce sync.Once
 }
@@ -93,6 +95,7 @@ func Open(cfg Config) (*Manager, error) {
 		Logger:     cfg.Logger,
 	})
 	m.sched = newSchedulerMetrics(cfg.Registry)
+	m.orch = orchestrator.New(orchestrator.Config{Store: m.store, Clock: cfg.Clock, Logger: cfg.Logger, Registry: cfg.Registry})
 	if cfg.Registry != nil {
 		cfg.Registry.MustRegister(newNodesCollector(m.store))
 	}
@@ -181,8 +184,9 @@ func (m *Manager) Run(ctx context.Context) {
 					m.log.Warn("leader barrier failed; controllers wait for the next term", "err", err)
 					return
 				}
-				wg.Add(1)
+				wg.Add(2)
 				go func() { defer wg.Done(); m.runScheduler(lctx) }()
+				go func() { defer wg.Done(); m.orch.Run(lctx) }()
 				m.dispatcher.Run(lctx)
 			}()
 		}

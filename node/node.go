@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -453,31 +454,40 @@ func (n *Node) renewIfDue(ctx context.Context) {
 	n.log.Info("certificate renewed")
 }
 
-// joinGossip keeps trying the managers' gossip addresses until one answers.
+// joinGossip keeps this node merged with the others: it joins the
+// managers it knows and retries members it saw die, so a restarted node or
+// a healed partition merges again.
 func (n *Node) joinGossip(ctx context.Context) {
 	self := n.endpoints(n.state()).Gossip
-	delay := 200 * time.Millisecond
 	for {
+		alive := map[string]bool{}
+		members := n.gossip.Members()
+		for _, m := range members {
+			if m.State == gossip.StateAlive || m.State == gossip.StateSuspect {
+				alive[m.Addr] = true
+			}
+		}
 		var seeds []string
 		for _, m := range n.managers() {
-			if m.Gossip != "" && m.Gossip != self {
+			if m.Gossip != "" && m.Gossip != self && !alive[m.Gossip] {
 				seeds = append(seeds, m.Gossip)
 			}
 		}
-		if len(seeds) == 0 {
-			return // the first manager: others join it
+		for _, m := range members {
+			if m.State == gossip.StateDead && m.Addr != self && !alive[m.Addr] && !slices.Contains(seeds, m.Addr) {
+				seeds = append(seeds, m.Addr)
+			}
 		}
-		if _, err := n.gossip.Join(seeds); err == nil {
-			return
-		} else {
-			n.log.Debug("gossip join", "seeds", seeds, "err", err)
+		if len(seeds) > 0 {
+			if _, err := n.gossip.Join(seeds); err != nil {
+				n.log.Debug("gossip join", "seeds", seeds, "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(delay):
+		case <-time.After(2 * time.Second):
 		}
-		delay = min(2*delay, 5*time.Second)
 	}
 }
 

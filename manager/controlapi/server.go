@@ -235,7 +235,7 @@ func (s *Server) forwardToLeader(w http.ResponseWriter, r *http.Request, caller 
 		},
 		Transport: s.forward,
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-			writeError(w, http.StatusBadGateway, "forward to leader %s at %s: %v", leaderID, apiAddr, err)
+			writeError(w, http.StatusBadGateway, "cannot reach the leader %s at %s (%v): if this manager is cut off from the others it has no quorum and refuses writes", leaderID, apiAddr, err)
 		},
 	}
 	proxy.ServeHTTP(w, r)
