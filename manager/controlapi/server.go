@@ -95,7 +95,7 @@ func New(cfg Config) *Server {
 			// A leader behind a cut link must fail the call, not hang it.
 			DialContext:           (&net.Dialer{Timeout: 3 * time.Second}).DialContext,
 			TLSHandshakeTimeout:   3 * time.Second,
-			ResponseHeaderTimeout: 20 * time.Second,
+			ResponseHeaderTimeout: 3 * forwardTimeout,
 			MaxIdleConnsPerHost:   4,
 		},
 	}
@@ -187,7 +187,15 @@ func (s *Server) route(pattern string, need access, leaderOnly bool, h func(http
 			}
 		}
 		if leaderOnly && !s.cfg.Raft.IsLeader() {
-			s.forwardToLeader(w, r, caller)
+			// A leader that does not answer a write in time is as good as
+			// none; only the assignments long poll may wait longer.
+			timeout := forwardTimeout
+			if slowCalls[pattern] {
+				timeout = 2 * forwardTimeout
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), timeout)
+			defer cancel()
+			s.forwardToLeader(w, r.WithContext(ctx), caller)
 			return
 		}
 		h(w, r)
@@ -301,6 +309,18 @@ func decode(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) bool
 		return false
 	}
 	return true
+}
+
+// forwardTimeout bounds a call forwarded to the leader: its raft write
+// times out after 5 s.
+const forwardTimeout = 8 * time.Second
+
+// slowCalls may take longer than a write: a long poll and raft membership changes.
+var slowCalls = map[string]bool{
+	"GET /v1/session/assignments": true,
+	"POST /v1/raft/join":          true,
+	"POST /v1/session/leave":      true,
+	"POST /v1/nodes/{ref}/demote": true,
 }
 
 // raftChangeTimeout bounds a raft membership change done on behalf of a caller.
