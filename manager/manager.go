@@ -97,7 +97,7 @@ func Open(cfg Config) (*Manager, error) {
 	m.sched = newSchedulerMetrics(cfg.Registry)
 	m.orch = orchestrator.New(orchestrator.Config{Store: m.store, Clock: cfg.Clock, Logger: cfg.Logger, Registry: cfg.Registry})
 	if cfg.Registry != nil {
-		cfg.Registry.MustRegister(newNodesCollector(m.store))
+		cfg.Registry.MustRegister(newStateCollector(m.store))
 	}
 	return m, nil
 }
