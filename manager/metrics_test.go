@@ -56,9 +56,9 @@ func TestStateCollector(t *testing.T) {
 		{"shoal_service_replicas_running", []string{"web"}, 1},
 		{"shoal_service_replicas_desired", []string{"agent"}, 1},
 		{"shoal_service_replicas_running", []string{"agent"}, 1},
-		{"shoal_nodes", []string{"ready", "manager"}, 1},
-		{"shoal_nodes", []string{"down", "worker"}, 1},
-		{"shoal_nodes", []string{"ready", "worker"}, 0},
+		{"shoal_nodes", []string{"manager", "ready"}, 1},
+		{"shoal_nodes", []string{"worker", "down"}, 1},
+		{"shoal_nodes", []string{"worker", "ready"}, 0},
 		{"shoal_tasks", []string{"running"}, 2},
 		{"shoal_tasks", []string{"failed"}, 1},
 		{"shoal_tasks", []string{"complete"}, 0},
@@ -70,7 +70,7 @@ func TestStateCollector(t *testing.T) {
 	}
 }
 
-// gather reads one gauge by its label values, in the order of its labels.
+// gather reads one gauge by its label values, in the order of the label names.
 func gather(t *testing.T, c *stateCollector, name string, values []string) float64 {
 	t.Helper()
 	families, err := gatherFamilies(c)
