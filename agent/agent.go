@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"runtime"
@@ -82,6 +83,36 @@ func (a *Agent) Executor() exec.Executor {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.exec
+}
+
+// RemoveAll stops and removes every task container on this node, for a
+// node that leaves the cluster. Each gets the default stop grace period.
+func (a *Agent) RemoveAll(ctx context.Context) error {
+	e := a.Executor()
+	if e == nil {
+		return nil
+	}
+	list, err := e.List(ctx)
+	if err != nil {
+		return fmt.Errorf("list task containers: %w", err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(list))
+	for i, c := range list {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := e.Stop(ctx, c.TaskID, defaultStopGrace); err != nil {
+				errs[i] = fmt.Errorf("stop task %s: %w", c.TaskID, err)
+				return
+			}
+			if err := e.Remove(ctx, c.TaskID); err != nil {
+				errs[i] = fmt.Errorf("remove task %s: %w", c.TaskID, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Description is what the node reports about itself.

@@ -103,6 +103,10 @@ func (n *Node) doLeave(ctx context.Context, force bool) error {
 		}
 	}
 	n.stopManager()
+	// Like swarm, a node that leaves takes its task containers with it.
+	if err := n.agent.RemoveAll(ctx); err != nil {
+		n.log.Warn("remove task containers on leave", "err", err)
+	}
 	if err := n.gossip.Leave(2 * time.Second); err != nil {
 		n.log.Warn("gossip leave", "err", err)
 	}
