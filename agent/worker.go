@@ -40,6 +40,7 @@ func NewWorker(e exec.Executor, report func(api.TaskStatusUpdate), clk clock.Clo
 type runner struct {
 	desired chan *api.Task // latest assignment, size 1
 	done    chan struct{}
+	last    *api.Task // last assignment passed on; guarded by Worker.mu
 }
 
 // Reconcile makes the running set match the node's assignments: it starts
@@ -59,15 +60,30 @@ func (w *Worker) Reconcile(ctx context.Context, tasks []*api.Task) {
 			w.runners[t.ID] = r
 			go w.run(ctx, t.ID, r)
 		}
-		select {
-		case <-r.desired:
-		default:
+		r.pass(t)
+	}
+	// A task the managers dropped while it runs here (deleted while this
+	// node was cut off) is stopped by its runner; reap removes it later.
+	for id, r := range w.runners {
+		if !assigned[id] && r.last.DesiredState == api.TaskRunning {
+			gone := *r.last
+			gone.DesiredState = api.TaskShutdown
+			r.pass(&gone)
 		}
-		r.desired <- t
 	}
 	w.synced = true
 	w.mu.Unlock()
 	w.reap(ctx, assigned)
+}
+
+// pass replaces the runner's pending assignment with t; w.mu is held.
+func (r *runner) pass(t *api.Task) {
+	select {
+	case <-r.desired:
+	default:
+	}
+	r.desired <- t
+	r.last = t
 }
 
 // reap stops and removes containers of tasks the cluster no longer assigns here.

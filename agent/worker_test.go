@@ -1,0 +1,445 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shoal-dev/shoal/agent/exec"
+	"github.com/shoal-dev/shoal/agent/exec/exectest"
+	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/clock"
+)
+
+var epoch = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// recorder collects the worker's reports; the worker calls it from its
+// runner goroutines.
+type recorder struct {
+	mu  sync.Mutex
+	got []api.TaskStatusUpdate
+}
+
+func (r *recorder) report(u api.TaskStatusUpdate) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, u)
+}
+
+func (r *recorder) updates(id string) []api.TaskStatusUpdate {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []api.TaskStatusUpdate
+	for _, u := range r.got {
+		if u.TaskID == id {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func (r *recorder) states(id string) []api.TaskState {
+	var out []api.TaskState
+	for _, u := range r.updates(id) {
+		out = append(out, u.Status.State)
+	}
+	return out
+}
+
+func (r *recorder) last(id string) api.TaskStatusUpdate {
+	us := r.updates(id)
+	if len(us) == 0 {
+		return api.TaskStatusUpdate{}
+	}
+	return us[len(us)-1]
+}
+
+// waitFor polls cond until it holds or a deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+type workerHarness struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	fake   *exectest.Fake
+	rec    *recorder
+	clk    *clock.Fake
+	w      *Worker
+}
+
+func newWorkerHarness(t *testing.T) *workerHarness {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &workerHarness{ctx: ctx, cancel: cancel, fake: exectest.New(t.TempDir()), rec: &recorder{}, clk: clock.NewFake(epoch)}
+	h.w = NewWorker(h.fake, h.rec.report, h.clk, discardLogger())
+	t.Cleanup(func() {
+		cancel()
+		// Let the runners see the end of ctx before the test's goroutine
+		// checker (and -race) look at them.
+		waitFor(t, "runners to end", func() bool { return h.runners() == 0 })
+	})
+	return h
+}
+
+func (h *workerHarness) runners() int {
+	h.w.mu.Lock()
+	defer h.w.mu.Unlock()
+	return len(h.w.runners)
+}
+
+// effects returns the recorded calls that change containers, in order.
+func (h *workerHarness) effects() []string {
+	var out []string
+	for _, op := range h.fake.Ops() {
+		if op == "list" || strings.HasPrefix(op, "wait ") {
+			continue
+		}
+		out = append(out, op)
+	}
+	return out
+}
+
+func (h *workerHarness) waitState(t *testing.T, id string, s api.TaskState) {
+	t.Helper()
+	waitFor(t, "task "+id+" to report "+string(s), func() bool { return slices.Contains(h.rec.states(id), s) })
+}
+
+func (h *workerHarness) stops(id string) []exectest.Call {
+	var out []exectest.Call
+	for _, c := range h.fake.Calls() {
+		if c.Op == "stop" && c.TaskID == id {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func newTask(id string, desired, status api.TaskState) *api.Task {
+	return &api.Task{
+		ID: id, ServiceID: "svc1", ServiceName: "web", Slot: 1,
+		Spec:         api.TaskSpec{Image: "busybox"},
+		DesiredState: desired,
+		Status:       api.TaskStatus{State: status},
+	}
+}
+
+func with(t *api.Task, desired, status api.TaskState) *api.Task {
+	c := *t
+	c.DesiredState, c.Status.State = desired, status
+	return &c
+}
+
+var startStates = []api.TaskState{api.TaskAccepted, api.TaskPreparing, api.TaskStarting, api.TaskRunning}
+
+func TestWorkerRunsTaskToExit(t *testing.T) {
+	tests := []struct {
+		name      string
+		code      int
+		wantState api.TaskState
+		wantCode  int
+		wantErr   string
+	}{
+		{"exit 0 completes", 0, api.TaskComplete, 0, ""},
+		{"exit 3 fails", 3, api.TaskFailed, 3, "task: non-zero exit (3)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newWorkerHarness(t)
+			tk := newTask("t1", api.TaskRunning, api.TaskAssigned)
+			h.w.Reconcile(h.ctx, []*api.Task{tk})
+			h.waitState(t, "t1", api.TaskRunning)
+
+			if got := h.rec.states("t1"); !slices.Equal(got, startStates) {
+				t.Errorf("reports: got %v, want %v", got, startStates)
+			}
+			if got, want := h.effects(), []string{"prepare t1", "start t1"}; !slices.Equal(got, want) {
+				t.Errorf("executor calls: got %v, want %v", got, want)
+			}
+			for _, u := range h.rec.updates("t1") {
+				if !u.Status.Timestamp.Equal(epoch) || u.Status.ContainerID != "t1" {
+					t.Errorf("report %s: got timestamp %v container %q, want %v and %q",
+						u.Status.State, u.Status.Timestamp, u.Status.ContainerID, epoch, "t1")
+				}
+			}
+			if prepared, ok := h.fake.Task("t1"); !ok || prepared.Spec.Image != "busybox" {
+				t.Errorf("prepared task: got %+v (found %v), want image busybox", prepared, ok)
+			}
+
+			if err := h.fake.Exit("t1", tt.code); err != nil {
+				t.Fatalf("Exit: %v", err)
+			}
+			h.waitState(t, "t1", tt.wantState)
+			want := append(slices.Clone(startStates), tt.wantState)
+			if got := h.rec.states("t1"); !slices.Equal(got, want) {
+				t.Errorf("reports: got %v, want %v", got, want)
+			}
+			last := h.rec.last("t1").Status
+			if last.ExitCode != tt.wantCode || last.Err != tt.wantErr {
+				t.Errorf("final status: got exit code %d err %q, want %d %q", last.ExitCode, last.Err, tt.wantCode, tt.wantErr)
+			}
+			waitFor(t, "the runner to end", func() bool { return h.runners() == 0 })
+		})
+	}
+}
+
+func TestWorkerReconcileTwiceStartsOnce(t *testing.T) {
+	h := newWorkerHarness(t)
+	tk := newTask("t1", api.TaskRunning, api.TaskAssigned)
+	h.w.Reconcile(h.ctx, []*api.Task{tk})
+	h.waitState(t, "t1", api.TaskRunning)
+	h.w.Reconcile(h.ctx, []*api.Task{with(tk, api.TaskRunning, api.TaskRunning)})
+	h.w.Reconcile(h.ctx, []*api.Task{with(tk, api.TaskRunning, api.TaskRunning)})
+	if got, want := h.effects(), []string{"prepare t1", "start t1"}; !slices.Equal(got, want) {
+		t.Errorf("executor calls: got %v, want %v", got, want)
+	}
+	if got := h.rec.states("t1"); !slices.Equal(got, startStates) {
+		t.Errorf("reports: got %v, want %v", got, startStates)
+	}
+}
+
+func TestWorkerStopsOnShutdown(t *testing.T) {
+	tests := []struct {
+		name      string
+		grace     time.Duration
+		wantGrace time.Duration
+	}{
+		{"default grace", 0, 10 * time.Second},
+		{"task grace", 3 * time.Second, 3 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newWorkerHarness(t)
+			tk := newTask("t1", api.TaskRunning, api.TaskAssigned)
+			tk.Spec.StopGracePeriod = tt.grace
+			h.w.Reconcile(h.ctx, []*api.Task{tk})
+			h.waitState(t, "t1", api.TaskRunning)
+
+			h.w.Reconcile(h.ctx, []*api.Task{with(tk, api.TaskShutdown, api.TaskRunning)})
+			h.waitState(t, "t1", api.TaskShutdown)
+			waitFor(t, "the runner to end", func() bool { return h.runners() == 0 })
+
+			stops := h.stops("t1")
+			if len(stops) != 1 || stops[0].Grace != tt.wantGrace {
+				t.Errorf("stop calls: got %v, want one with grace %v", stops, tt.wantGrace)
+			}
+			want := append(slices.Clone(startStates), api.TaskShutdown)
+			if got := h.rec.states("t1"); !slices.Equal(got, want) {
+				t.Errorf("reports: got %v, want %v (the stop's exit is no failure)", got, want)
+			}
+			if got, want := h.effects(), []string{"prepare t1", "start t1", "stop t1"}; !slices.Equal(got, want) {
+				t.Errorf("executor calls: got %v, want %v (a task still assigned keeps its container)", got, want)
+			}
+			if st, ok := h.fake.Status("t1"); !ok || st.State != exec.StateExited {
+				t.Errorf("container: got %+v (found %v), want exited", st, ok)
+			}
+		})
+	}
+}
+
+func TestWorkerShutdownBeforeStart(t *testing.T) {
+	h := newWorkerHarness(t)
+	h.w.Reconcile(h.ctx, []*api.Task{newTask("t1", api.TaskShutdown, api.TaskAssigned)})
+	h.waitState(t, "t1", api.TaskShutdown)
+	if got, want := h.rec.states("t1"), []api.TaskState{api.TaskShutdown}; !slices.Equal(got, want) {
+		t.Errorf("reports: got %v, want %v", got, want)
+	}
+	if got, want := h.effects(), []string{"stop t1"}; !slices.Equal(got, want) {
+		t.Errorf("executor calls: got %v, want %v", got, want)
+	}
+}
+
+func TestWorkerAdoptsContainer(t *testing.T) {
+	tests := []struct {
+		name        string
+		container   exec.ContainerStatus
+		stored      api.TaskState
+		wantAdopted []api.TaskState // reports before the process exits
+		exit        bool            // Exit the process with 0 after adoption
+		wantFinal   api.TaskState
+		wantCode    int
+	}{
+		{
+			name:      "running, stored running",
+			container: exec.ContainerStatus{TaskID: "t1", State: exec.StateRunning},
+			stored:    api.TaskRunning,
+			exit:      true, wantFinal: api.TaskComplete,
+		},
+		{
+			name:        "running, stored starting",
+			container:   exec.ContainerStatus{TaskID: "t1", State: exec.StateRunning},
+			stored:      api.TaskStarting,
+			wantAdopted: []api.TaskState{api.TaskRunning},
+			exit:        true, wantFinal: api.TaskComplete,
+		},
+		{
+			name:      "exited while the agent was away",
+			container: exec.ContainerStatus{TaskID: "t1", State: exec.StateExited, ExitCode: 2},
+			stored:    api.TaskRunning,
+			wantFinal: api.TaskFailed, wantCode: 2,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newWorkerHarness(t)
+			h.fake.Add(tt.container)
+			h.w.Reconcile(h.ctx, []*api.Task{newTask("t1", api.TaskRunning, tt.stored)})
+			waitFor(t, "the worker to wait on t1", func() bool { return slices.Contains(h.fake.Ops(), "wait t1") })
+
+			if tt.exit {
+				if got := h.rec.states("t1"); !slices.Equal(got, tt.wantAdopted) {
+					t.Errorf("reports on adoption: got %v, want %v", got, tt.wantAdopted)
+				}
+				if err := h.fake.Exit("t1", 0); err != nil {
+					t.Fatalf("Exit: %v", err)
+				}
+			}
+			h.waitState(t, "t1", tt.wantFinal)
+			want := append(slices.Clone(tt.wantAdopted), tt.wantFinal)
+			if got := h.rec.states("t1"); !slices.Equal(got, want) {
+				t.Errorf("reports: got %v, want %v", got, want)
+			}
+			if got := h.rec.last("t1").Status.ExitCode; got != tt.wantCode {
+				t.Errorf("exit code: got %d, want %d", got, tt.wantCode)
+			}
+			if got := h.effects(); len(got) != 0 {
+				t.Errorf("executor calls: got %v, want none (no prepare or start on adoption)", got)
+			}
+		})
+	}
+}
+
+func TestWorkerRejectsWhenPrepareFails(t *testing.T) {
+	h := newWorkerHarness(t)
+	boom := errors.New("pull busybox: registry unreachable")
+	h.fake.Fail = func(op, _ string) error {
+		if op == "prepare" {
+			return boom
+		}
+		return nil
+	}
+	h.w.Reconcile(h.ctx, []*api.Task{newTask("t1", api.TaskRunning, api.TaskAssigned)})
+	h.waitState(t, "t1", api.TaskRejected)
+	waitFor(t, "the runner to end", func() bool { return h.runners() == 0 })
+
+	want := []api.TaskState{api.TaskAccepted, api.TaskPreparing, api.TaskRejected}
+	if got := h.rec.states("t1"); !slices.Equal(got, want) {
+		t.Errorf("reports: got %v, want %v", got, want)
+	}
+	if got, want := h.rec.last("t1").Status.Err, "prepare: "+boom.Error(); got != want {
+		t.Errorf("err: got %q, want %q", got, want)
+	}
+	if got, want := h.effects(), []string{"prepare t1"}; !slices.Equal(got, want) {
+		t.Errorf("executor calls: got %v, want %v", got, want)
+	}
+}
+
+func TestWorkerReapsUnassignedContainer(t *testing.T) {
+	h := newWorkerHarness(t)
+	h.fake.Add(exec.ContainerStatus{TaskID: "old", State: exec.StateRunning})
+	h.fake.Add(exec.ContainerStatus{TaskID: "kept", State: exec.StateRunning})
+	h.w.Reconcile(h.ctx, []*api.Task{newTask("kept", api.TaskRunning, api.TaskRunning)})
+
+	if stops := h.stops("old"); len(stops) != 1 || stops[0].Grace != defaultStopGrace {
+		t.Errorf("stop calls of old: got %v, want one with grace %v", stops, defaultStopGrace)
+	}
+	var old []string
+	for _, op := range h.effects() {
+		if op == "stop old" || op == "remove old" {
+			old = append(old, op)
+		}
+	}
+	if want := []string{"stop old", "remove old"}; !slices.Equal(old, want) {
+		t.Errorf("calls on old: got %v, want %v", old, want)
+	}
+	if _, ok := h.fake.Status("old"); ok {
+		t.Errorf("container old: still there, want removed")
+	}
+	if st, ok := h.fake.Status("kept"); !ok || st.State != exec.StateRunning {
+		t.Errorf("container kept: got %+v (found %v), want running", st, ok)
+	}
+}
+
+// A task that leaves the assignments while its runner runs it (deleted on
+// the managers while the node was cut off) is stopped, then removed.
+func TestWorkerStopsTaskDroppedFromAssignments(t *testing.T) {
+	h := newWorkerHarness(t)
+	tk := newTask("t1", api.TaskRunning, api.TaskAssigned)
+	tk.Spec.StopGracePeriod = 2 * time.Second
+	h.w.Reconcile(h.ctx, []*api.Task{tk})
+	h.waitState(t, "t1", api.TaskRunning)
+
+	h.w.Reconcile(h.ctx, nil)
+	waitFor(t, "t1 to be stopped", func() bool { return len(h.stops("t1")) > 0 })
+	if stops := h.stops("t1"); stops[0].Grace != 2*time.Second {
+		t.Errorf("stop grace: got %v, want %v", stops[0].Grace, 2*time.Second)
+	}
+	waitFor(t, "the runner to end", func() bool { return h.runners() == 0 })
+
+	h.w.Reconcile(h.ctx, nil)
+	if _, ok := h.fake.Status("t1"); ok {
+		t.Errorf("container t1: still there, want removed")
+	}
+	if got := h.effects(); got[len(got)-1] != "remove t1" {
+		t.Errorf("executor calls: got %v, want them to end with remove t1", got)
+	}
+}
+
+func TestWorkerTerminalTaskStartsNoRunner(t *testing.T) {
+	for _, state := range []api.TaskState{api.TaskComplete, api.TaskShutdown, api.TaskFailed, api.TaskRejected} {
+		t.Run(string(state), func(t *testing.T) {
+			h := newWorkerHarness(t)
+			h.fake.Add(exec.ContainerStatus{TaskID: "t1", State: exec.StateExited})
+			h.w.Reconcile(h.ctx, []*api.Task{newTask("t1", api.TaskShutdown, state)})
+			if n := h.runners(); n != 0 {
+				t.Errorf("runners: got %d, want 0", n)
+			}
+			if got := h.rec.states("t1"); len(got) != 0 {
+				t.Errorf("reports: got %v, want none", got)
+			}
+			if got := h.effects(); len(got) != 0 {
+				t.Errorf("executor calls: got %v, want none while the task is assigned", got)
+			}
+			// Once the managers forget the task, its container goes.
+			h.w.Reconcile(h.ctx, nil)
+			if _, ok := h.fake.Status("t1"); ok {
+				t.Errorf("container t1: still there after the task left the assignments, want removed")
+			}
+		})
+	}
+}
+
+func TestWorkerLeavesContainersWhenAgentStops(t *testing.T) {
+	h := newWorkerHarness(t)
+	h.w.Reconcile(h.ctx, []*api.Task{newTask("t1", api.TaskRunning, api.TaskAssigned)})
+	h.waitState(t, "t1", api.TaskRunning)
+	waitFor(t, "the worker to wait on t1", func() bool { return slices.Contains(h.fake.Ops(), "wait t1") })
+
+	h.cancel()
+	waitFor(t, "the runner to end", func() bool { return h.runners() == 0 })
+
+	if got, want := h.effects(), []string{"prepare t1", "start t1"}; !slices.Equal(got, want) {
+		t.Errorf("executor calls: got %v, want %v (no stop or remove)", got, want)
+	}
+	if st, ok := h.fake.Status("t1"); !ok || st.State != exec.StateRunning {
+		t.Errorf("container: got %+v (found %v), want still running", st, ok)
+	}
+	if got := h.rec.states("t1"); !slices.Equal(got, startStates) {
+		t.Errorf("reports: got %v, want %v (nothing after the agent stops)", got, startStates)
+	}
+}
