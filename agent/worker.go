@@ -26,9 +26,6 @@ type Worker struct {
 
 	mu      sync.Mutex
 	runners map[string]*runner
-	// synced is set once the worker has seen a full assignment list, so
-	// it may remove containers nobody assigned.
-	synced bool
 }
 
 // NewWorker returns a worker that sends status changes to report.
@@ -54,7 +51,7 @@ func (w *Worker) Reconcile(ctx context.Context, tasks []*api.Task) {
 		r, ok := w.runners[t.ID]
 		if !ok {
 			if t.Status.State.Terminal() {
-				continue // finished before we saw it; its container, if any, is reaped below
+				continue // finished before we saw it; its container goes when the task does
 			}
 			r = &runner{desired: make(chan *api.Task, 1), done: make(chan struct{})}
 			w.runners[t.ID] = r
@@ -71,7 +68,6 @@ func (w *Worker) Reconcile(ctx context.Context, tasks []*api.Task) {
 			r.pass(&gone)
 		}
 	}
-	w.synced = true
 	w.mu.Unlock()
 	w.reap(ctx, assigned)
 }
