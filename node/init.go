@@ -67,11 +67,7 @@ func (n *Node) newCluster() (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	keyPEM, err := ca.NewKey()
-	if err != nil {
-		return nil, err
-	}
-	csr, err := ca.NewCSR(keyPEM)
+	keyPEM, csr, err := newKeyAndCSR()
 	if err != nil {
 		return nil, err
 	}
@@ -137,11 +133,7 @@ func (n *Node) join(ctx context.Context) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	keyPEM, err := ca.NewKey()
-	if err != nil {
-		return nil, err
-	}
-	csr, err := ca.NewCSR(keyPEM)
+	keyPEM, csr, err := newKeyAndCSR()
 	if err != nil {
 		return nil, err
 	}
@@ -192,4 +184,16 @@ func fetchCA(ctx context.Context, addr string) ([]byte, error) {
 		return nil, fmt.Errorf("manager %s: no CA certificate in its answer", addr)
 	}
 	return []byte(body.CACertPEM), nil
+}
+
+// newKeyAndCSR makes a fresh node key and the request to certify it; the
+// manager names the node and role in the certificate.
+func newKeyAndCSR() (keyPEM, csrPEM []byte, err error) {
+	if keyPEM, err = ca.NewKey(); err != nil {
+		return nil, nil, err
+	}
+	if csrPEM, err = ca.NewCSR(keyPEM); err != nil {
+		return nil, nil, err
+	}
+	return keyPEM, csrPEM, nil
 }

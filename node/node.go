@@ -401,11 +401,7 @@ func (n *Node) onHeartbeat(ctx context.Context, r api.HeartbeatResponse) error {
 
 // renewCert gets a certificate for role from the managers and saves it with the role.
 func (n *Node) renewCert(ctx context.Context, role api.NodeRole) error {
-	keyPEM, err := ca.NewKey()
-	if err != nil {
-		return err
-	}
-	csr, err := ca.NewCSR(keyPEM)
+	keyPEM, csr, err := newKeyAndCSR()
 	if err != nil {
 		return err
 	}
