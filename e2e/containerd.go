@@ -568,17 +568,31 @@ type EngineCluster struct {
 	Registry     *Host
 	RegistryAddr string
 	Image        string
+	// extraFlags, if set, adds flags to every daemon started on a host.
+	extraFlags func(h *Host) []string
+}
+
+// EngineOption changes how NewEngineCluster starts its daemons.
+type EngineOption func(*EngineCluster)
+
+// WithDaemonFlags adds flags(h) to every shoal daemon the cluster starts on
+// h: init, joins, AddWorker and Agent restarts.
+func WithDaemonFlags(flags func(h *Host) []string) EngineOption {
+	return func(c *EngineCluster) { c.extraFlags = flags }
 }
 
 // NewEngineCluster starts, like NewCluster, managers and workers hosts
 // m1.., w1.., each with its own containerd, plus a host "reg" serving the
 // test image, and waits until every node is ready with its engine available.
-func NewEngineCluster(t testing.TB, managers, workers int) *EngineCluster {
+func NewEngineCluster(t testing.TB, managers, workers int, opts ...EngineOption) *EngineCluster {
 	t.Helper()
 	requireEngine(t)
 	n := NewNet(t)
 	engineSweepOnce.Do(func() { sweepEngines(t) })
 	c := &EngineCluster{Cluster: &Cluster{Net: n, IDs: map[string]string{}}, Engines: map[string]*Engine{}}
+	for _, o := range opts {
+		o(c)
+	}
 	for i := 1; i <= managers; i++ {
 		c.Managers = append(c.Managers, n.AddHost(fmt.Sprintf("m%d", i)))
 	}
@@ -613,7 +627,11 @@ func NewEngineCluster(t testing.TB, managers, workers int) *EngineCluster {
 // daemonFlags point h's shoal at its containerd and the registry; they come
 // after the harness's own --containerd-address, so they win.
 func (c *EngineCluster) daemonFlags(h *Host) []string {
-	return []string{"--containerd-address", c.Engines[h.Name].Address, "--insecure-registry", c.RegistryAddr}
+	flags := []string{"--containerd-address", c.Engines[h.Name].Address, "--insecure-registry", c.RegistryAddr}
+	if c.extraFlags != nil {
+		flags = append(flags, c.extraFlags(h)...)
+	}
+	return flags
 }
 
 // AddWorker adds host name with its containerd and joins it as a worker.
