@@ -51,8 +51,10 @@ type Agent struct {
 
 	status *statusQueue
 	exec   exec.Executor // set once the engine is connected
+	worker *Worker       // set once the engine is connected
 
 	failures prometheus.Counter
+	metrics  *metrics
 }
 
 var errNoManager = errors.New("agent: no manager known")
@@ -63,8 +65,10 @@ func New(cfg Config) *Agent {
 	a.failures = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "shoal_agent_heartbeat_failures_total", Help: "Heartbeats that no manager answered.",
 	})
+	a.metrics = newMetrics()
 	if cfg.Registry != nil {
-		cfg.Registry.MustRegister(a.failures)
+		cfg.Registry.MustRegister(a.failures, a.metrics.startLatency, a.metrics.pullDuration, a.metrics.pullFailures,
+			newTasksCollector(a.currentWorker))
 	}
 	a.engine = api.Engine{Name: "containerd", Error: "not probed yet"}
 	a.status = newStatusQueue()
@@ -83,6 +87,13 @@ func (a *Agent) Executor() exec.Executor {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.exec
+}
+
+// currentWorker is the worker, nil until the engine is connected.
+func (a *Agent) currentWorker() *Worker {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.worker
 }
 
 // RemoveAll stops and removes every task container on this node, for a

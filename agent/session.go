@@ -132,11 +132,13 @@ func (a *Agent) connectEngine(ctx context.Context) *Worker {
 	for {
 		e, err := a.cfg.NewExecutor()
 		if err == nil {
+			w := NewWorker(e, a.status.push, a.cfg.Clock, a.log)
+			w.startLatency = a.metrics.startLatency
 			a.mu.Lock()
-			a.exec = e
+			a.exec, a.worker = e, w
 			a.mu.Unlock()
 			a.log.Info("connected to the container engine; taking tasks")
-			return NewWorker(e, a.status.push, a.cfg.Clock, a.log)
+			return w
 		}
 		a.log.Warn("container engine unavailable; no tasks run here until it is", "err", err)
 		select {

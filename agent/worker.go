@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/shoal-dev/shoal/agent/exec"
 	"github.com/shoal-dev/shoal/api"
 	"github.com/shoal-dev/shoal/clock"
@@ -23,6 +25,9 @@ type Worker struct {
 	report func(api.TaskStatusUpdate)
 	clock  clock.Clock
 	log    *slog.Logger
+	// startLatency, if set, observes the seconds from a task's assignment
+	// to its running report.
+	startLatency prometheus.Observer
 
 	mu      sync.Mutex
 	runners map[string]*runner
@@ -38,6 +43,28 @@ type runner struct {
 	desired chan *api.Task // latest assignment, size 1
 	done    chan struct{}
 	last    *api.Task // last assignment passed on; guarded by Worker.mu
+	// state is the state this worker last reported for the task, or the
+	// assigned one before it reported any; guarded by Worker.mu.
+	state api.TaskState
+}
+
+// taskInfo is what the metrics read of one task a runner owns.
+type taskInfo struct {
+	id      string
+	service string
+	slot    uint64
+	state   api.TaskState
+}
+
+// tasks returns the tasks that have runners, with their states.
+func (w *Worker) tasks() []taskInfo {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]taskInfo, 0, len(w.runners))
+	for id, r := range w.runners {
+		out = append(out, taskInfo{id: id, service: r.last.ServiceName, slot: r.last.Slot, state: r.state})
+	}
+	return out
 }
 
 // Reconcile makes the running set match the node's assignments: it starts
@@ -53,7 +80,7 @@ func (w *Worker) Reconcile(ctx context.Context, tasks []*api.Task) {
 			if t.Status.State.Terminal() {
 				continue // finished before we saw it; its container goes when the task does
 			}
-			r = &runner{desired: make(chan *api.Task, 1), done: make(chan struct{})}
+			r = &runner{desired: make(chan *api.Task, 1), done: make(chan struct{}), state: t.Status.State}
 			w.runners[t.ID] = r
 			go w.run(ctx, t.ID, r)
 		}
@@ -109,12 +136,31 @@ func (w *Worker) reap(ctx context.Context, assigned map[string]bool) {
 	}
 }
 
-func (w *Worker) send(t *api.Task, state api.TaskState, msg string, mutate func(*api.TaskStatus)) {
+// send reports a state change of t and returns the time it carries.
+func (w *Worker) send(t *api.Task, state api.TaskState, msg string, mutate func(*api.TaskStatus)) time.Time {
 	st := api.TaskStatus{State: state, Timestamp: w.clock.Now(), Message: msg, ContainerID: t.ID}
 	if mutate != nil {
 		mutate(&st)
 	}
+	w.mu.Lock()
+	if r, ok := w.runners[t.ID]; ok {
+		r.state = state
+	}
+	w.mu.Unlock()
 	w.report(api.TaskStatusUpdate{TaskID: t.ID, Status: st})
+	return st.Timestamp
+}
+
+// observeStart records how long t took from its assignment (the time the
+// scheduler wrote on its assigned status) to running. A task that this
+// worker did not see in the assigned state, as one adopted after an agent
+// restart, is not observed. Clock skew between the leader and this node
+// cannot make it negative.
+func (w *Worker) observeStart(t *api.Task, running time.Time) {
+	if w.startLatency == nil || t.Status.State != api.TaskAssigned || t.Status.Timestamp.IsZero() {
+		return
+	}
+	w.startLatency.Observe(max(running.Sub(t.Status.Timestamp), 0).Seconds())
 }
 
 // run drives one task from assigned to a terminal state, then forgets it.
@@ -218,7 +264,7 @@ func (w *Worker) start(ctx context.Context, t *api.Task, log *slog.Logger) error
 		log.Warn("start failed", "err", err)
 		return fmt.Errorf("start: %w", err)
 	}
-	w.send(t, api.TaskRunning, "started", nil)
+	w.observeStart(t, w.send(t, api.TaskRunning, "started", nil))
 	log.Info("task running", "service", t.ServiceName, "slot", t.Slot)
 	return nil
 }

@@ -80,4 +80,19 @@ type Executor interface {
 	List(ctx context.Context) ([]ContainerStatus, error)
 	// Logs returns the file the task's stdout and stderr go to.
 	Logs(taskID string) (path string)
+	// Stats returns what the task's cgroup counts of its resource use. It
+	// fails with ErrNotFound for a missing container and ErrNotStarted for
+	// one whose process does not run.
+	Stats(ctx context.Context, taskID string) (Stats, error)
+}
+
+// Stats is a running task's resource use, as its cgroup counts it.
+type Stats struct {
+	// CPUSeconds is the CPU time the task's processes used since it
+	// started, user and system.
+	CPUSeconds float64
+	// MemoryBytes is the memory the task uses now, without the page cache
+	// the kernel can reclaim at once (usage less inactive file pages, as
+	// docker stats shows it).
+	MemoryBytes uint64
 }

@@ -46,7 +46,10 @@ type Config struct {
 	InsecureRegistries []string
 	// Snapshotter for container root filesystems; DefaultSnapshotter when empty.
 	Snapshotter string
-	Logger      *slog.Logger
+	// OnPull, if set, is told how long each image pull that Prepare made
+	// took and how it ended (an image containerd already has is no pull).
+	OnPull func(took time.Duration, err error)
+	Logger *slog.Logger
 }
 
 // Executor runs task containers through containerd.
@@ -56,6 +59,7 @@ type Executor struct {
 	logDir      string
 	snapshotter string
 	insecure    []string
+	onPull      func(time.Duration, error)
 	log         *slog.Logger
 }
 
@@ -79,6 +83,7 @@ func New(cfg Config) (*Executor, error) {
 		logDir:      filepath.Join(stateDir, "logs"),
 		snapshotter: cfg.Snapshotter,
 		insecure:    slices.Clone(cfg.InsecureRegistries),
+		onPull:      cfg.OnPull,
 		log:         cfg.Logger,
 	}
 	if e.ns == "" {
@@ -208,14 +213,20 @@ func (e *Executor) image(ctx context.Context, ref string) (containerd.Image, err
 	img, err := e.client.GetImage(ctx, name)
 	if errdefs.IsNotFound(err) {
 		e.log.Info("pulling image", "image", name)
+		start := time.Now()
 		img, err = e.client.Pull(ctx, name,
 			containerd.WithResolver(e.resolver()),
 			containerd.WithPullUnpack,
 			containerd.WithPullSnapshotter(e.snapshotter),
 		)
+		took := time.Since(start)
+		if e.onPull != nil {
+			e.onPull(took, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("pull %s: %w", name, err)
 		}
+		e.log.Info("image pulled", "image", name, "took", took)
 		return img, nil
 	}
 	if err != nil {

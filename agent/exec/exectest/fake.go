@@ -14,7 +14,7 @@ import (
 
 // Call is one recorded Executor call.
 type Call struct {
-	Op     string // prepare, start, wait, stop, remove, list
+	Op     string // prepare, start, wait, stop, remove, list, stats
 	TaskID string // empty for list
 	Grace  time.Duration
 }
@@ -46,6 +46,7 @@ type Fake struct {
 type container struct {
 	task   *api.Task // nil for containers added with Add
 	status exec.ContainerStatus
+	stats  exec.Stats
 	exited chan struct{}
 }
 
@@ -193,6 +194,36 @@ func (f *Fake) List(ctx context.Context) ([]exec.ContainerStatus, error) {
 // Logs returns logDir/<taskID>.log; the fake never writes it.
 func (f *Fake) Logs(taskID string) string {
 	return filepath.Join(f.logDir, taskID+".log")
+}
+
+// Stats returns the stats set with SetStats (zero until then) of a running
+// task; ErrNotStarted for one that does not run.
+func (f *Fake) Stats(ctx context.Context, taskID string) (exec.Stats, error) {
+	if err := f.record(Call{Op: "stats", TaskID: taskID}); err != nil {
+		return exec.Stats{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.ctrs[taskID]
+	switch {
+	case !ok:
+		return exec.Stats{}, fmt.Errorf("stats %s: %w", taskID, exec.ErrNotFound)
+	case c.status.State != exec.StateRunning:
+		return exec.Stats{}, fmt.Errorf("stats %s: %w", taskID, exec.ErrNotStarted)
+	}
+	return c.stats, nil
+}
+
+// SetStats sets what Stats answers for a task's container.
+func (f *Fake) SetStats(taskID string, st exec.Stats) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.ctrs[taskID]
+	if !ok {
+		return fmt.Errorf("set stats %s: %w", taskID, exec.ErrNotFound)
+	}
+	c.stats = st
+	return nil
 }
 
 func (f *Fake) exitLocked(c *container, code int) {
