@@ -277,6 +277,7 @@ func (n *Node) serve(ctx context.Context, resumed bool) error {
 				Address:            n.cfg.ContainerdAddress,
 				StateDir:           n.paths.tasks(),
 				InsecureRegistries: n.cfg.InsecureRegistries,
+				OnPull:             func(took time.Duration, err error) { n.agent.ObservePull(took, err) },
 				Logger:             n.log,
 			})
 		},
@@ -500,7 +501,19 @@ func (m membership) Dead(id string) bool {
 	return ok && (s == gossip.StateDead || s == gossip.StateLeft)
 }
 
-// serveMetrics serves the node registry plus the manager's, if any.
+// serveSD answers Prometheus's http_sd from the manager's store; a node
+// that is not a manager now says so.
+func (n *Node) serveSD(w http.ResponseWriter, r *http.Request) {
+	rm := n.runningManager()
+	if rm == nil {
+		http.Error(w, "this node is not a manager: point http_sd_configs at a manager's /sd/prometheus", http.StatusServiceUnavailable)
+		return
+	}
+	rm.m.SDHandler().ServeHTTP(w, r)
+}
+
+// serveMetrics serves the node registry plus the manager's, if any, and
+// Prometheus's http_sd on managers.
 func (n *Node) serveMetrics() (func(), error) {
 	ln, err := net.Listen("tcp", n.cfg.MetricsAddr)
 	if err != nil {
@@ -517,6 +530,7 @@ func (n *Node) serveMetrics() (func(), error) {
 	})}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /sd/prometheus", n.serveSD)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return func() { _ = srv.Close() }, nil
