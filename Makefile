@@ -30,8 +30,9 @@ check: ## gofmt (must list nothing) and go vet
 bench: ## benchmarks of every package
 	$(GO) test -run XXX -bench . ./...
 
-demo: build ## a 3-host cluster on network namespaces (needs root)
-	SHOAL_BIN=$(CURDIR)/$(BIN) scripts/demo.sh
+demo: build ## 3 hosts on network namespaces, containerd each, a 6-replica web service (root)
+	$(GO) build -o bin/pushimage ./testimage/pushimage
+	GO=$(GO) SHOAL_BIN=$(CURDIR)/$(BIN) SHOAL_PUSHIMAGE=$(CURDIR)/bin/pushimage scripts/demo.sh
 
-demo-stop: ## remove the demo cluster
+demo-stop: ## remove the demo cluster: processes, containers, mounts, namespaces
 	scripts/demo-stop.sh

@@ -1,41 +1,150 @@
 #!/usr/bin/env bash
-# demo-stop.sh: stop the demo cluster made by demo.sh and remove its
-# namespaces and state. Touches only what demo.sh creates.
+# demo-stop.sh: stop the demo cluster made by demo.sh and remove all of it:
+# shoal daemons, task containers (tasks, shims, cgroups, runc state),
+# containerd daemons, the registry, mounts, namespaces, state. Touches only
+# what demo.sh creates; safe to run when no demo (or half a demo) exists.
 set -euo pipefail
 
 STATE=${SHOAL_DEMO_STATE:-/tmp/shoal-demo}
+RUN=${SHOAL_DEMO_RUN:-/run/shoal-demo}
 PREFIX=shoal-demo
+CTR_NS=shoal              # containerd namespace of shoal's task containers
+RUNC_ROOT=/run/containerd/runc # runc's default root, shared by every containerd
 
+say() { echo "demo-stop: $*"; }
 [ "$(id -u)" -eq 0 ] || { echo "demo-stop: needs root" >&2; exit 1; }
+case "$STATE$RUN" in
+*shoal-demo*shoal-demo*) ;;
+*) echo "demo-stop: $STATE and $RUN must be shoal-demo directories" >&2; exit 1 ;;
+esac
 
-# Stop the daemons gracefully first, then kill what remains.
-pids=()
-for f in "$STATE"/*.pid; do
-	[ -e "$f" ] || continue
-	pid=$(cat "$f")
-	if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q shoal; then
-		kill -TERM "$pid" 2>/dev/null || true
-		pids+=("$pid")
-	fi
-done
-for pid in "${pids[@]}"; do
-	for _ in $(seq 1 100); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
+# cmdline PID: the process's command line, words separated by spaces.
+cmdline() { { tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null || true; }
+
+# stop PID...: SIGTERM, up to 10 s to exit, then SIGKILL.
+stop() {
+	local pid
+	for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+	for pid in "$@"; do
+		for _ in $(seq 1 100); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null || true
 	done
-	kill -KILL "$pid" 2>/dev/null || true
+}
+
+# pids_of PATTERN: processes whose command line holds PATTERN (a demo path).
+pids_of() {
+	local p
+	for p in /proc/[0-9]*; do
+		case " $(cmdline "${p#/proc/}") " in
+		*"$1"*) echo "${p#/proc/}" ;;
+		esac
+	done
+}
+
+# from_pidfile FILE WORD: the pid in FILE if that process still runs a
+# command line holding WORD.
+from_pidfile() {
+	local pid
+	[ -e "$1" ] || return 0
+	pid=$(cat "$1")
+	case "$(cmdline "$pid")" in *"$2"*) echo "$pid" ;; esac
+}
+
+# uniq_pids PID...: each pid once.
+uniq_pids() { [ $# -eq 0 ] || printf '%s\n' "$@" | sort -un; }
+
+# 1. shoal daemons first, so that no new task starts.
+pids=()
+for h in h1 h2 h3; do
+	mapfile -t -O ${#pids[@]} pids < <(from_pidfile "$STATE/$h.pid" shoal)
+done
+mapfile -t -O ${#pids[@]} pids < <(pids_of " --data-dir $STATE/")
+mapfile -t pids < <(uniq_pids "${pids[@]}")
+if [ ${#pids[@]} -gt 0 ]; then
+	say "stopping shoal (${#pids[@]} processes)"
+	stop "${pids[@]}"
+fi
+
+# 2. task containers, through their containerd while it answers.
+ids=()
+for sock in "$RUN"/h*.sock; do
+	[ -S "$sock" ] || continue
+	c() { timeout 20 ctr -a "$sock" -n "$CTR_NS" "$@"; }
+	mapfile -t -O ${#ids[@]} ids < <(c containers ls -q 2>/dev/null || true)
+	for id in $(c tasks ls -q 2>/dev/null || true); do
+		c tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true
+		c tasks delete -f "$id" >/dev/null 2>&1 || true
+	done
+	for id in $(c containers ls -q 2>/dev/null || true); do
+		c containers delete "$id" >/dev/null 2>&1 || true
+	done
+done
+[ ${#ids[@]} -eq 0 ] || say "removed ${#ids[@]} task containers"
+
+# 3. the registry and the containerd daemons.
+pids=()
+mapfile -t -O ${#pids[@]} pids < <(from_pidfile "$STATE/registry.pid" docker-registry)
+mapfile -t -O ${#pids[@]} pids < <(pids_of "$STATE/registry/config.yml")
+for h in h1 h2 h3; do
+	mapfile -t -O ${#pids[@]} pids < <(from_pidfile "$STATE/containerd-$h.pid" containerd)
+done
+mapfile -t -O ${#pids[@]} pids < <(pids_of "--config $STATE/containerd-")
+mapfile -t pids < <(uniq_pids "${pids[@]}")
+if [ ${#pids[@]} -gt 0 ]; then
+	say "stopping containerd and the registry (${#pids[@]} processes)"
+	stop "${pids[@]}"
+fi
+
+# 4. whatever containerd left: shims, container processes (found by the
+# bundles in its state directory), their cgroups and runc state.
+shims=$(pids_of "-address $RUN/")
+if [ -n "$shims" ]; then
+	say "killing leftover shims: $(echo $shims)"
+	kill -KILL $shims 2>/dev/null || true
+fi
+for cfg in "$STATE"/containerd-*/state/io.containerd.runtime.v2.task/*/*/config.json; do
+	[ -e "$cfg" ] || continue
+	b=$(dirname "$cfg")
+	id=$(basename "$b")
+	ids+=("$id")
+	if [ -e "$b/init.pid" ]; then kill -KILL "$(cat "$b/init.pid")" 2>/dev/null || true; fi
+done
+for id in $(printf '%s\n' "${ids[@]}" | sort -u); do
+	[ -n "$id" ] || continue
+	# containerd's default cgroups path is /NAMESPACE/ID, in each v1
+	# hierarchy or the v2 tree.
+	for cg in /sys/fs/cgroup/"$CTR_NS/$id" /sys/fs/cgroup/*/"$CTR_NS/$id"; do
+		[ -d "$cg" ] || continue
+		for _ in $(seq 1 50); do
+			procs=$(cat "$cg/cgroup.procs" 2>/dev/null || true)
+			[ -n "$procs" ] || break
+			kill -KILL $procs 2>/dev/null || true
+			sleep 0.1
+		done
+		rmdir "$cg" 2>/dev/null || true
+	done
+	rm -rf "${RUNC_ROOT:?}/$CTR_NS/$id"
 done
 
+# 5. namespaces, with anything still running in them.
 for ns in $(ip netns list | awk -v p="^$PREFIX-" '$1 ~ p {print $1}'); do
 	for pid in $(ip netns pids "$ns" 2>/dev/null); do
 		kill -KILL "$pid" 2>/dev/null || true
 	done
 	ip netns del "$ns"
-	echo "demo-stop: removed namespace $ns"
+	say "removed namespace $ns"
 done
 
-case "$STATE" in
-*shoal-demo*) rm -rf "$STATE" ;;
-*) echo "demo-stop: leaving $STATE in place (not a shoal-demo directory)" ;;
-esac
-echo "demo-stop: done"
+# 6. mounts under the demo directories (deepest first), then the files.
+n=0
+for dir in "$STATE" "$RUN"; do
+	for m in $(awk -v d="$dir" '$5 == d || index($5, d "/") == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+		umount -l "$m" 2>/dev/null && n=$((n + 1)) || true
+	done
+done
+[ "$n" -eq 0 ] || say "unmounted $n leftover mounts"
+rm -rf "$STATE" "$RUN"
+say "done"

@@ -1,35 +1,90 @@
 #!/usr/bin/env bash
 # demo.sh: a 3-host shoal cluster on this machine, each host a network
-# namespace on a bridge (like the e2e harness): h1 runs `shoal init`, h2 joins
-# as a manager, h3 as a worker. `make demo-stop` (scripts/demo-stop.sh)
-# removes everything. Needs root and iproute2.
+# namespace on a bridge (like the e2e harness) with its own containerd: h1
+# runs `shoal init` and a plain-HTTP image registry, h2 joins as a manager,
+# h3 as a worker. It then runs a busybox httpd service `web` with 3
+# replicas and scales it to 6. `make demo-stop` (scripts/demo-stop.sh)
+# removes everything. Needs root; installs what is missing with apt-get.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 BIN=${SHOAL_BIN:-$root/bin/shoal}
+PUSHIMAGE=${SHOAL_PUSHIMAGE:-$root/bin/pushimage}
+GO=${GO:-go}
 STATE=${SHOAL_DEMO_STATE:-/tmp/shoal-demo}
+RUN=${SHOAL_DEMO_RUN:-/run/shoal-demo} # containerd sockets
 PREFIX=shoal-demo
 SUBNET=10.124.0
 SW=$PREFIX-sw
 HOSTS=(h1 h2 h3)
+SERVICE=web
+# Where a step waits at most, in tenths of a second.
+WAIT_START=300 WAIT_TASKS=1800
 
+say() { echo "demo: $*"; }
 die() { echo "demo: $*" >&2; exit 1; }
-[ "$(id -u)" -eq 0 ] || die "needs root (network namespaces)"
-command -v ip >/dev/null || die "needs ip (iproute2)"
-[ -x "$BIN" ] || die "no binary at $BIN (run make build)"
+[ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, containerd)"
 
-if [ -e "$STATE" ] || ip netns list | grep -q "^$PREFIX-"; then
-	echo "demo: removing the previous demo first"
+# --- what the demo needs ------------------------------------------------------
+# command:package pairs; busybox must be Debian's static one at /bin/busybox,
+# the image is made of that single binary.
+missing=()
+for need in ip:iproute2 nsenter:util-linux containerd:containerd ctr:containerd \
+	containerd-shim-runc-v2:containerd runc:runc docker-registry:docker-registry; do
+	command -v "${need%%:*}" >/dev/null 2>&1 || missing+=("${need#*:}")
+done
+if [ ! -x /bin/busybox ] || ldd /bin/busybox >/dev/null 2>&1; then
+	missing+=(busybox-static)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+	mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+	say "installing what is missing: ${missing[*]}"
+	command -v apt-get >/dev/null || die "no apt-get: install ${missing[*]} by hand"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y -q "${missing[@]}" >/dev/null ||
+		{ apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; } ||
+		die "apt-get install ${missing[*]} failed"
+fi
+
+if command -v "$GO" >/dev/null 2>&1; then
+	say "building $BIN and $PUSHIMAGE"
+	(cd "$root" && "$GO" build -o "$BIN" ./cmd/shoal && "$GO" build -o "$PUSHIMAGE" ./testimage/pushimage)
+fi
+[ -x "$BIN" ] || die "no binary at $BIN (run make build)"
+[ -x "$PUSHIMAGE" ] || die "no binary at $PUSHIMAGE (go build -o $PUSHIMAGE ./testimage/pushimage)"
+
+if [ -e "$STATE" ] || [ -e "$RUN" ] || ip netns list | grep -q "^$PREFIX-"; then
+	say "removing the previous demo first"
 	"$here/demo-stop.sh"
 fi
-mkdir -p "$STATE"
+
+# From here on a failure removes the half-made demo (after showing why),
+# unless SHOAL_DEMO_KEEP=1.
+on_exit() {
+	local rc=$?
+	[ "$rc" -eq 0 ] && return
+	if [ -n "${SHOAL_DEMO_KEEP:-}" ]; then
+		echo "demo: failed; kept for inspection in $STATE (make demo-stop removes it)" >&2
+	else
+		echo "demo: failed; removing the partial demo (SHOAL_DEMO_KEEP=1 keeps it)" >&2
+		"$here/demo-stop.sh" >/dev/null 2>&1 || true
+	fi
+}
+trap on_exit EXIT
+# fail LOG MESSAGE: show the end of LOG, then die.
+fail() { echo "--- $1:" >&2; tail -n 20 "$1" >&2 || true; die "$2"; }
+
+mkdir -p "$STATE" "$RUN"
 
 ns() { echo "$PREFIX-$1"; }
 ip_of() { echo "$SUBNET.${1#h}"; }
 shoal() { local h=$1; shift; ip netns exec "$(ns "$h")" "$BIN" --data-dir "$STATE/$h" "$@"; }
+REGISTRY=$(ip_of h1):5000
+IMAGE=$REGISTRY/busybox:latest
 
 # --- network: a switch namespace with a bridge, a veth pair per host -------
+say "network: namespaces $PREFIX-h1..h3 on a bridge, $SUBNET.1-3"
 ip netns add "$SW"
 ip -n "$SW" link set lo up
 ip -n "$SW" link add br0 type bridge
@@ -45,11 +100,74 @@ for h in "${HOSTS[@]}"; do
 done
 
 # --- containerd per host ----------------------------------------------------
-# Not started yet: the daemons are pointed at a socket that does not exist, so
-# their engine shows unavailable. A later change starts one containerd per
-# host here (own root, state and socket under $STATE/$h/containerd).
-containerd_sock() { echo "$STATE/$1/containerd/containerd.sock"; }
+# Each has its own root and state under $STATE/containerd-HOST and its socket
+# in $RUN. It runs in the host's network namespace but in this mount
+# namespace (nsenter --net, not ip netns exec, which remounts /sys and so
+# hides the cgroup hierarchies runc needs).
+ctd_dir() { echo "$STATE/containerd-$1"; }
+containerd_sock() { echo "$RUN/$1.sock"; }
+ctr_on() { local h=$1; shift; ctr -a "$(containerd_sock "$h")" -n shoal "$@"; }
 
+for h in "${HOSTS[@]}"; do
+	d=$(ctd_dir "$h")
+	sock=$(containerd_sock "$h")
+	mkdir -p "$d"
+	cat >"$d/config.toml" <<EOF
+version = 2
+root = "$d/root"
+state = "$d/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = "$sock"
+
+[ttrpc]
+  address = "$sock.ttrpc"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$d/opt"
+EOF
+	nohup nsenter --net="/run/netns/$(ns "$h")" -- containerd --config "$d/config.toml" --log-level warn \
+		>"$d.log" 2>&1 </dev/null &
+	echo $! >"$d.pid"
+done
+say "containerd: one per host, sockets $RUN/h1.sock..h3.sock"
+for h in "${HOSTS[@]}"; do
+	d=$(ctd_dir "$h")
+	for i in $(seq 1 $WAIT_START); do
+		ctr -a "$(containerd_sock "$h")" --timeout 1s version >/dev/null 2>&1 && break
+		kill -0 "$(cat "$d.pid")" 2>/dev/null || fail "$d.log" "containerd on $h exited"
+		[ "$i" -lt $WAIT_START ] || fail "$d.log" "containerd on $h does not answer after 30s"
+		sleep 0.1
+	done
+done
+
+# --- image registry on h1 -----------------------------------------------------
+say "registry: docker-registry on $REGISTRY (h1), pushing $IMAGE"
+mkdir -p "$STATE/registry/data"
+cat >"$STATE/registry/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $STATE/registry/data
+http:
+  addr: $REGISTRY
+EOF
+nohup ip netns exec "$(ns h1)" docker-registry serve "$STATE/registry/config.yml" \
+	>"$STATE/registry.log" 2>&1 </dev/null &
+echo $! >"$STATE/registry.pid"
+for i in $(seq 1 $WAIT_START); do
+	ip netns exec "$(ns h1)" bash -c "exec 3<>/dev/tcp/${REGISTRY%:*}/${REGISTRY#*:}" 2>/dev/null && break
+	kill -0 "$(cat "$STATE/registry.pid")" 2>/dev/null || fail "$STATE/registry.log" "registry exited"
+	[ "$i" -lt $WAIT_START ] || fail "$STATE/registry.log" "registry not listening after 30s"
+	sleep 0.1
+done
+ip netns exec "$(ns h1)" "$PUSHIMAGE" --registry "$REGISTRY" --ref busybox:latest 2>"$STATE/pushimage.log" ||
+	fail "$STATE/pushimage.log" "push to $REGISTRY failed"
+
+# --- shoal ----------------------------------------------------------------------
 # start HOST ARGS...: run a shoal daemon in HOST's namespace, in the background.
 start() {
 	local h=$1; shift
@@ -60,28 +178,27 @@ start() {
 # wait_serving HOST: until the daemon answers on its socket.
 wait_serving() {
 	local h=$1
-	for _ in $(seq 1 300); do
+	for _ in $(seq 1 $WAIT_START); do
 		if shoal "$h" info >/dev/null 2>&1; then return 0; fi
-		if ! kill -0 "$(cat "$STATE/$h.pid")" 2>/dev/null; then
-			tail -n 20 "$STATE/$h.log" >&2
-			die "shoal on $h exited (log: $STATE/$h.log)"
-		fi
+		kill -0 "$(cat "$STATE/$h.pid")" 2>/dev/null || fail "$STATE/$h.log" "shoal on $h exited"
 		sleep 0.1
 	done
-	tail -n 20 "$STATE/$h.log" >&2
-	die "shoal on $h is not serving after 30s (log: $STATE/$h.log)"
+	fail "$STATE/$h.log" "shoal on $h is not serving after 30s"
 }
 
-common() { echo --advertise-addr "$(ip_of "$1")" --data-dir "$STATE/$1" --hostname "$1" --containerd-address "$(containerd_sock "$1")"; }
+common() {
+	echo --advertise-addr "$(ip_of "$1")" --data-dir "$STATE/$1" --hostname "$1" \
+		--containerd-address "$(containerd_sock "$1")" --insecure-registry "$REGISTRY"
+}
 
-echo "demo: starting shoal init on h1 ($(ip_of h1))"
+say "shoal: init on h1 ($(ip_of h1))"
 # shellcheck disable=SC2046
 start h1 init $(common h1)
 wait_serving h1
 manager_token=$(shoal h1 join-token manager -q)
 worker_token=$(shoal h1 join-token worker -q)
 
-echo "demo: joining h2 as a manager, h3 as a worker"
+say "shoal: joining h2 as a manager, h3 as a worker"
 # shellcheck disable=SC2046
 start h2 join --token "$manager_token" $(common h2) "$(ip_of h1):2377"
 wait_serving h2
@@ -90,7 +207,7 @@ start h3 join --token "$worker_token" $(common h3) "$(ip_of h1):2377"
 wait_serving h3
 
 ready=0
-for _ in $(seq 1 300); do
+for _ in $(seq 1 $WAIT_START); do
 	ready=$(shoal h1 node ls --format json 2>/dev/null | grep -o '"state": *"ready"' | wc -l || true)
 	[ "$ready" -eq 3 ] && break
 	sleep 0.1
@@ -98,19 +215,63 @@ done
 [ "$ready" -eq 3 ] || die "only $ready of 3 nodes ready after 30s (logs in $STATE)"
 
 # --- demo service -------------------------------------------------------------
-# A later change deploys a demo service here (and prints how to reach it).
+# wait_replicas N: until service ls shows N/N for the service.
+wait_replicas() {
+	local want=$1 got=""
+	for _ in $(seq 1 $WAIT_TASKS); do
+		got=$(shoal h1 service ls 2>/dev/null | awk -v s="$SERVICE" '$2 == s {print $4}' || true)
+		[ "$got" = "$want/$want" ] && return 0
+		sleep 0.1
+	done
+	shoal h1 service ps --no-trunc "$SERVICE" >&2 || true
+	die "$SERVICE: replicas ${got:-?}, want $want/$want after 3m (logs in $STATE)"
+}
+
+say "service: creating $SERVICE ($IMAGE, busybox httpd on port 80) with 3 replicas"
+shoal h1 service create --name "$SERVICE" --replicas 3 --detach "$IMAGE" >/dev/null
+wait_replicas 3
+say "service: 3/3 running; scaling $SERVICE to 6"
+shoal h1 service scale "$SERVICE=6" >/dev/null
+wait_replicas 6
+
+# Fetch the page from one task, to show it serves.
+page="" task="" on=""
+for h in "${HOSTS[@]}"; do
+	task=$(ctr_on "$h" task ls 2>/dev/null | awk '$3 == "RUNNING" {print $1; exit}')
+	if [ -n "$task" ]; then on=$h; break; fi
+done
+if [ -n "$task" ]; then
+	page=$(ctr_on "$on" task exec --exec-id "demo-$$" "$task" wget -qO- http://127.0.0.1/ 2>&1 || true)
+fi
 
 echo
+echo "\$ shoal service ps $SERVICE"
+shoal h1 service ps "$SERVICE"
+echo
+echo "\$ shoal node ls"
 shoal h1 node ls
+echo
+if [ -n "$task" ]; then
+	echo "GET http://127.0.0.1/ inside task $task on $on: $page"
+	echo
+fi
 cat <<MSG
-
 The demo cluster is up: hosts h1 h2 h3 are network namespaces $PREFIX-h1..h3
-($SUBNET.1-3); h1 and h2 are managers, h3 a worker. State and logs: $STATE.
+($SUBNET.1-3), each with its own containerd ($RUN/h1.sock..h3.sock); h1 and h2
+are managers, h3 a worker. h1 also runs the image registry $REGISTRY.
+Service $SERVICE runs 6 replicas of $IMAGE (busybox httpd -f -p 80).
+State and logs: $STATE.
 
 Use it from any host, e.g.:
+  ip netns exec $PREFIX-h1 $BIN --data-dir $STATE/h1 service ps $SERVICE
+  ip netns exec $PREFIX-h2 $BIN --data-dir $STATE/h2 service scale $SERVICE=2
   ip netns exec $PREFIX-h1 $BIN --data-dir $STATE/h1 node ls
-  ip netns exec $PREFIX-h2 $BIN --data-dir $STATE/h2 info
-  ip netns exec $PREFIX-h1 $BIN --data-dir $STATE/h1 join-token worker
+
+A task's container has a network namespace of its own with only loopback
+for now, so fetch the page from inside one. List a host's task containers:
+  ip netns exec $PREFIX-h1 ctr -a $RUN/h1.sock -n shoal task ls
+and run wget in one of them (TASKID from that list):
+  ip netns exec $PREFIX-h1 ctr -a $RUN/h1.sock -n shoal task exec --exec-id x TASKID wget -qO- http://127.0.0.1/
 
 Stop it and remove everything:
   make demo-stop
