@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/manager"
 )
 
 // convergePoll is how often shoal service create --detach=false reads the service.
@@ -32,8 +33,8 @@ func (a *app) serviceCmd() *cobra.Command {
 // sizes and durations stay strings so that a bad one is reported with the
 // flag's name.
 type createFlags struct {
-	name, mode, replicas string
-	env, constraints     []string
+	name, mode, replicas     string
+	env, constraints, labels []string
 
 	reserveCPU, reserveMemory, limitCPU, limitMemory string
 
@@ -49,6 +50,8 @@ func (f *createFlags) register(fs *pflag.FlagSet, detach bool) {
 	fs.StringVar(&f.mode, "mode", string(api.ModeReplicated), "replicated or global (one task per node)")
 	fs.StringVar(&f.replicas, "replicas", "", "number of tasks of a replicated service (default 1)")
 	fs.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable, KEY=VALUE (repeatable)")
+	fs.StringArrayVarP(&f.labels, "label", "l", nil,
+		"set a service label, KEY=VALUE (repeatable); prometheus.port=PORT and prometheus.path=PATH make Prometheus scrape its tasks")
 	fs.StringVar(&f.reserveCPU, "reserve-cpu", "", "CPUs reserved for each task, like 0.5")
 	fs.StringVar(&f.reserveMemory, "reserve-memory", "", "memory reserved for each task, like 64MiB")
 	fs.StringVar(&f.limitCPU, "limit-cpu", "", "CPUs each task may use at most, like 1")
@@ -91,6 +94,22 @@ func (f *createFlags) spec(args []string) (api.ServiceSpec, error) {
 		}
 	default:
 		return spec, fmt.Errorf("--mode %q: want replicated or global", f.mode)
+	}
+
+	for _, kv := range f.labels {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || strings.TrimSpace(k) == "" || strings.ContainsAny(k, " \t") {
+			return spec, fmt.Errorf("--label %q: want KEY=VALUE, the key without spaces", kv)
+		}
+		if k == manager.LabelPrometheusPort {
+			if p, err := strconv.ParseUint(v, 10, 16); err != nil || p == 0 {
+				return spec, fmt.Errorf("--label %q: want a port number from 1 to 65535", kv)
+			}
+		}
+		if spec.Labels == nil {
+			spec.Labels = map[string]string{}
+		}
+		spec.Labels[k] = v
 	}
 
 	t := &spec.Task

@@ -240,6 +240,11 @@ func TestServiceCreateFlags(t *testing.T) {
 			want: with(func(s *api.ServiceSpec) { s.Mode, s.Replicas = api.ModeGlobal, 0 })},
 		{name: "env", args: []string{"--name", "web", "-e", "A=1", "--env", "B=x=y", "-e", "C=", "nginx"},
 			want: with(func(s *api.ServiceSpec) { s.Task.Env = []string{"A=1", "B=x=y", "C="} })},
+		{name: "labels", args: []string{"--name", "web", "--label", "prometheus.port=8080", "-l", "prometheus.path=/m", "-l", "team=a=b",
+			"-l", "empty=", "-l", "team=c", "nginx"},
+			want: with(func(s *api.ServiceSpec) {
+				s.Labels = map[string]string{"prometheus.port": "8080", "prometheus.path": "/m", "team": "c", "empty": ""}
+			})},
 		{name: "cpus", args: []string{"--name", "web", "--reserve-cpu", "0.5", "--limit-cpu", "1.25", "nginx"},
 			want: with(func(s *api.ServiceSpec) {
 				s.Task.Resources.Reservations.NanoCPUs, s.Task.Resources.Limits.NanoCPUs = 5e8, 1.25e9
@@ -271,6 +276,13 @@ func TestServiceCreateFlags(t *testing.T) {
 		{name: "bad replicas", args: []string{"--name", "web", "--replicas", "-1", "nginx"}, wantErr: `--replicas "-1": want a number of tasks`},
 		{name: "bad env", args: []string{"--name", "web", "-e", "A", "nginx"}, wantErr: `--env "A": want KEY=VALUE`},
 		{name: "env without key", args: []string{"--name", "web", "-e", "=1", "nginx"}, wantErr: `--env "=1": want KEY=VALUE`},
+		{name: "bad label", args: []string{"--name", "web", "--label", "team", "nginx"}, wantErr: `--label "team": want KEY=VALUE`},
+		{name: "label without key", args: []string{"--name", "web", "--label", "=a", "nginx"}, wantErr: `--label "=a": want KEY=VALUE`},
+		{name: "label key with space", args: []string{"--name", "web", "--label", "my team=a", "nginx"}, wantErr: `--label "my team=a": want KEY=VALUE`},
+		{name: "bad prometheus port", args: []string{"--name", "web", "--label", "prometheus.port=http", "nginx"},
+			wantErr: `--label "prometheus.port=http": want a port number from 1 to 65535`},
+		{name: "prometheus port out of range", args: []string{"--name", "web", "--label", "prometheus.port=70000", "nginx"},
+			wantErr: `--label "prometheus.port=70000": want a port number`},
 		{name: "bad reserve-cpu", args: []string{"--name", "web", "--reserve-cpu", "half", "nginx"}, wantErr: `--reserve-cpu "half": want a number of CPUs`},
 		{name: "too precise limit-cpu", args: []string{"--name", "web", "--limit-cpu", "0.0000000001", "nginx"}, wantErr: `--limit-cpu "0.0000000001": too precise`},
 		{name: "bad reserve-memory unit", args: []string{"--name", "web", "--reserve-memory", "64XB", "nginx"}, wantErr: `--reserve-memory "64XB": unknown unit "XB"`},
