@@ -278,3 +278,23 @@ func (c *Client) ServiceLogs(ctx context.Context, ref string, follow bool, w io.
 	}
 	return err
 }
+
+func (c *Client) CreateNetwork(ctx context.Context, spec NetworkSpec) (Network, error) {
+	var out Network
+	return out, c.do(ctx, http.MethodPost, "/v1/networks", spec, &out)
+}
+
+func (c *Client) Networks(ctx context.Context) ([]Network, error) {
+	var out []Network
+	return out, c.do(ctx, http.MethodGet, "/v1/networks", nil, &out)
+}
+
+// Network finds a network by ID, unique ID prefix or name.
+func (c *Client) Network(ctx context.Context, ref string) (Network, error) {
+	var out Network
+	return out, c.do(ctx, http.MethodGet, "/v1/networks/"+url.PathEscape(ref), nil, &out)
+}
+
+func (c *Client) RemoveNetwork(ctx context.Context, ref string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/networks/"+url.PathEscape(ref), nil, nil)
+}

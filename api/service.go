@@ -17,6 +17,8 @@ type Service struct {
 	Spec ServiceSpec `json:"spec"`
 	// PreviousSpec is kept for rollback.
 	PreviousSpec *ServiceSpec `json:"previous_spec,omitempty"`
+	// Endpoint is what the allocator gave the service: its virtual IPs.
+	Endpoint EndpointStatus `json:"endpoint,omitzero"`
 }
 
 // ServiceSpec is what a user asks for.
@@ -26,6 +28,11 @@ type ServiceSpec struct {
 	Mode     ServiceMode       `json:"mode"`
 	Replicas uint64            `json:"replicas,omitempty"`
 	Task     TaskSpec          `json:"task"`
+	// Networks are the IDs of the overlay networks the tasks join; the API
+	// takes names or IDs and stores IDs.
+	Networks []string `json:"networks,omitempty"`
+	// Endpoint is how the service is reached: vip or dnsrr, published ports.
+	Endpoint EndpointSpec `json:"endpoint,omitzero"`
 }
 
 // TaskSpec is the template every task of a service runs.
@@ -122,6 +129,10 @@ type Task struct {
 	SpecVersion  uint64     `json:"spec_version"`
 	DesiredState TaskState  `json:"desired_state"`
 	Status       TaskStatus `json:"status"`
+	// Networks are the task's addresses, one per network of its service
+	// (and the ingress network when the service publishes ports), given by
+	// the allocator before the task is scheduled.
+	Networks []NetworkAttachment `json:"networks,omitempty"`
 }
 
 // TaskStatus is what managers and the agent observed.
