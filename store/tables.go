@@ -11,6 +11,7 @@ const (
 	KindCluster Kind = "cluster"
 	KindService Kind = "service"
 	KindTask    Kind = "task"
+	KindNetwork Kind = "network"
 )
 
 // To add a kind: a table value below, an entry in tables (append only: the
@@ -48,8 +49,15 @@ var tasks = &table[api.Task]{
 	},
 }
 
+var networks = &table[api.Network]{
+	kind:    KindNetwork,
+	id:      func(n *api.Network) string { return n.ID },
+	meta:    func(n *api.Network) *api.Meta { return &n.Meta },
+	indexes: map[string]func(*api.Network) string{"name": func(n *api.Network) string { return n.Spec.Name }},
+}
+
 // tables is the schema, in a fixed order.
-var tables = []anyTable{nodes, clusters, services, tasks}
+var tables = []anyTable{nodes, clusters, services, tasks, networks}
 
 var tableByKind = func() map[Kind]anyTable {
 	m := make(map[Kind]anyTable, len(tables))
@@ -87,6 +95,12 @@ type ReadTx interface {
 	TasksOfService(serviceID string) []*api.Task
 	// TasksOnNode returns the tasks assigned to a node sorted by ID.
 	TasksOnNode(nodeID string) []*api.Task
+	// Network returns the network with that ID, or nil.
+	Network(id string) *api.Network
+	// Networks returns all networks sorted by ID.
+	Networks() []*api.Network
+	// FindNetworks resolves ref like FindNodes, by ID, ID prefix or name.
+	FindNetworks(ref string) []*api.Network
 }
 
 func (tx *Tx) Node(id string) *api.Node         { return nodes.get(tx, id) }
@@ -124,3 +138,13 @@ func (tx *Tx) PutTask(t *api.Task) error { return tasks.put(tx, t) }
 
 // DeleteTask deletes a task; ErrNotFound if tx does not see it.
 func (tx *Tx) DeleteTask(id string) error { return tasks.del(tx, id) }
+
+func (tx *Tx) Network(id string) *api.Network         { return networks.get(tx, id) }
+func (tx *Tx) Networks() []*api.Network               { return networks.list(tx) }
+func (tx *Tx) FindNetworks(ref string) []*api.Network { return networks.find(tx, ref, "name") }
+
+// PutNetwork creates (Meta.Version 0) or replaces (Meta.Version as read) a network.
+func (tx *Tx) PutNetwork(n *api.Network) error { return networks.put(tx, n) }
+
+// DeleteNetwork deletes a network; ErrNotFound if tx does not see it.
+func (tx *Tx) DeleteNetwork(id string) error { return networks.del(tx, id) }
