@@ -13,6 +13,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shoal-dev/shoal/api"
@@ -64,6 +65,8 @@ type Server struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	forward *http.Transport
+	// netMu serializes writes that create, remove or refer to networks.
+	netMu sync.Mutex
 }
 
 // roleAdmin is the caller on the local unix socket.
@@ -122,6 +125,10 @@ func New(cfg Config) *Server {
 	s.route("GET /v1/tasks", managers, false, s.listTasks)
 	s.route("GET /v1/services/{ref}/logs", managers, false, s.serviceLogs)
 	s.route("POST /v1/join-tokens/rotate", managers, true, s.rotateJoinToken)
+	s.route("POST /v1/networks", managers, true, s.createNetwork)
+	s.route("GET /v1/networks", managers, false, s.listNetworks)
+	s.route("GET /v1/networks/{ref}", managers, false, s.getNetwork)
+	s.route("DELETE /v1/networks/{ref}", managers, true, s.removeNetwork)
 	return s
 }
 

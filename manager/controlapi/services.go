@@ -72,7 +72,7 @@ func (s *Server) validateSpec(spec *api.ServiceSpec) error {
 			return badRequest("constraint %q: %v", c, err)
 		}
 	}
-	return nil
+	return validateEndpoint(spec)
 }
 
 func (s *Server) serviceView(tx store.ReadTx, svc *api.Service) api.ServiceView {
@@ -120,11 +120,17 @@ func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	svc := &api.Service{ID: api.NewID(), Spec: spec}
+	s.netMu.Lock()
+	defer s.netMu.Unlock()
 	err := s.cfg.Store.Update(r.Context(), func(tx *store.Tx) error {
 		for _, other := range tx.Services() {
 			if other.Spec.Name == spec.Name {
 				return badRequest("a service named %q exists already (%s)", spec.Name, other.ID)
 			}
+		}
+		svc.Spec = spec
+		if err := resolveNetworks(tx, &svc.Spec, ""); err != nil {
+			return err
 		}
 		return tx.PutService(svc)
 	})
@@ -189,6 +195,8 @@ func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	var id string
+	s.netMu.Lock()
+	defer s.netMu.Unlock()
 	err := s.cfg.Store.Update(r.Context(), func(tx *store.Tx) error {
 		svc, err := findService(tx, r.PathValue("ref"))
 		if err != nil {
@@ -207,6 +215,9 @@ func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
 				return badRequest("service mode cannot change (%s to %s)", svc.Spec.Mode, u.Spec.Mode)
 			}
 			next = *u.Spec
+			if err := resolveNetworks(tx, &next, svc.ID); err != nil {
+				return err
+			}
 		}
 		if u.Replicas != nil {
 			if svc.Spec.Mode != api.ModeReplicated {
