@@ -13,6 +13,7 @@ import (
 
 	"github.com/shoal-dev/shoal/api"
 	"github.com/shoal-dev/shoal/clock"
+	"github.com/shoal-dev/shoal/manager/allocator"
 	"github.com/shoal-dev/shoal/manager/controlapi"
 	"github.com/shoal-dev/shoal/manager/dispatcher"
 	"github.com/shoal-dev/shoal/manager/orchestrator"
@@ -54,6 +55,7 @@ type Manager struct {
 	api        *controlapi.Server
 	sched      *schedulerMetrics
 	orch       *orchestrator.Orchestrator
+	alloc      *allocator.Allocator
 
 	closeOnce sync.Once
 }
@@ -96,6 +98,7 @@ func Open(cfg Config) (*Manager, error) {
 	})
 	m.sched = newSchedulerMetrics(cfg.Registry)
 	m.orch = orchestrator.New(orchestrator.Config{Store: m.store, Clock: cfg.Clock, Logger: cfg.Logger, Registry: cfg.Registry})
+	m.alloc = allocator.New(allocator.Config{Store: m.store, Clock: cfg.Clock, Logger: cfg.Logger, Registry: cfg.Registry})
 	if cfg.Registry != nil {
 		cfg.Registry.MustRegister(newStateCollector(m.store))
 	}
@@ -187,6 +190,8 @@ func (m *Manager) Run(ctx context.Context) {
 				wg.Add(2)
 				go func() { defer wg.Done(); m.runScheduler(lctx) }()
 				go func() { defer wg.Done(); m.orch.Run(lctx) }()
+				wg.Add(1)
+				go func() { defer wg.Done(); m.alloc.Run(lctx) }()
 				m.dispatcher.Run(lctx)
 			}()
 		}

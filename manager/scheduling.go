@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/manager/allocator"
 	"github.com/shoal-dev/shoal/manager/scheduler"
 	"github.com/shoal-dev/shoal/store"
 )
@@ -69,17 +70,24 @@ func (m *Manager) runScheduler(ctx context.Context) {
 }
 
 func (m *Manager) schedulePending(ctx context.Context) {
-	var tasks, pending []*api.Task
+	var tasks, pending, unallocated []*api.Task
 	var nodeList []*api.Node
+	var nets *allocator.Index
 	m.store.View(func(tx store.ReadTx) {
 		nodeList = tx.Nodes()
 		tasks = tx.Tasks()
+		nets = allocator.NewIndex(tx.Networks(), tx.Services())
 	})
 	for _, t := range tasks {
 		if t.Status.State == api.TaskPending && t.DesiredState == api.TaskRunning {
+			if !nets.Ready(t) {
+				unallocated = append(unallocated, t)
+				continue
+			}
 			pending = append(pending, t)
 		}
 	}
+	m.markUnallocated(ctx, unallocated)
 	if len(pending) == 0 {
 		m.sched.unschedulable.Set(0)
 		return
@@ -142,5 +150,40 @@ func (m *Manager) schedulePending(ctx context.Context) {
 	})
 	if err != nil {
 		m.log.Warn("write unschedulable reasons", "err", err)
+	}
+}
+
+// msgWaitingForNetwork is the status message of a pending task whose
+// network attachments the allocator has not written yet.
+const msgWaitingForNetwork = "waiting for network allocation"
+
+// markUnallocated tells the user why pending tasks are not scheduled yet.
+func (m *Manager) markUnallocated(ctx context.Context, tasks []*api.Task) {
+	var ids []string
+	for _, t := range tasks {
+		if t.Status.Message != msgWaitingForNetwork {
+			ids = append(ids, t.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	now := m.cfg.Clock.Now()
+	err := m.store.Update(ctx, func(tx *store.Tx) error {
+		for _, id := range ids {
+			t := tx.Task(id)
+			if t == nil || t.Status.State != api.TaskPending || t.Status.Message == msgWaitingForNetwork {
+				continue
+			}
+			t.Status.Message = msgWaitingForNetwork
+			t.Status.Timestamp = now
+			if err := tx.PutTask(t); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		m.log.Warn("write network allocation waits", "err", err)
 	}
 }

@@ -216,7 +216,9 @@ func TestServiceNetworks(t *testing.T) {
 			"port 9000:0/tcp: want published and target ports"},
 		{"no published port", with(func(s *api.ServiceSpec) { s.Endpoint.Ports = []api.PortConfig{{Target: 80}} }),
 			"want published and target ports"},
-		{"bad protocol", with(func(s *api.ServiceSpec) { s.Endpoint.Ports = []api.PortConfig{{Published: 9000, Target: 80, Protocol: "sctp"}} }),
+		{"bad protocol", with(func(s *api.ServiceSpec) {
+			s.Endpoint.Ports = []api.PortConfig{{Published: 9000, Target: 80, Protocol: "sctp"}}
+		}),
 			`protocol "sctp": want tcp or udp`},
 		{"bad mode", with(func(s *api.ServiceSpec) { s.Endpoint.Mode = "round-robin" }), `endpoint mode "round-robin": want vip or dnsrr`},
 		{"dnsrr with ports", with(func(s *api.ServiceSpec) {
