@@ -20,6 +20,7 @@ import (
 	"github.com/containerd/containerd/remotes"
 	"github.com/containerd/containerd/remotes/docker"
 	"github.com/distribution/reference"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/shoal-dev/shoal/agent/exec"
 	"github.com/shoal-dev/shoal/api"
@@ -49,7 +50,11 @@ type Config struct {
 	// OnPull, if set, is told how long each image pull that Prepare made
 	// took and how it ended (an image containerd already has is no pull).
 	OnPull func(took time.Duration, err error)
-	Logger *slog.Logger
+	// Network, if set, gives a task's prepared network: the path of the
+	// network namespace to join and a resolv.conf to mount. An empty path
+	// gives the container a namespace of its own with loopback only.
+	Network func(t *api.Task) (netnsPath, resolvConf string, err error)
+	Logger  *slog.Logger
 }
 
 // Executor runs task containers through containerd.
@@ -60,6 +65,7 @@ type Executor struct {
 	snapshotter string
 	insecure    []string
 	onPull      func(time.Duration, error)
+	network     func(*api.Task) (string, string, error)
 	log         *slog.Logger
 }
 
@@ -84,6 +90,7 @@ func New(cfg Config) (*Executor, error) {
 		snapshotter: cfg.Snapshotter,
 		insecure:    slices.Clone(cfg.InsecureRegistries),
 		onPull:      cfg.OnPull,
+		network:     cfg.Network,
 		log:         cfg.Logger,
 	}
 	if e.ns == "" {
@@ -158,6 +165,20 @@ func (e *Executor) Prepare(ctx context.Context, t *api.Task) error {
 	}
 	if n := t.Spec.Resources.Limits.NanoCPUs; n > 0 {
 		specOpts = append(specOpts, oci.WithCPUCFS(cpuQuota(n), cpuPeriod))
+	}
+	if e.network != nil {
+		netnsPath, resolvConf, err := e.network(t)
+		if err != nil {
+			return fmt.Errorf("prepare %s: network: %w", t.ID, err)
+		}
+		if netnsPath != "" {
+			specOpts = append(specOpts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: netnsPath}))
+		}
+		if resolvConf != "" {
+			specOpts = append(specOpts, oci.WithMounts([]specs.Mount{{
+				Destination: "/etc/resolv.conf", Type: "bind", Source: resolvConf, Options: []string{"rbind", "ro"},
+			}}))
+		}
 	}
 	labels := map[string]string{
 		exec.LabelTaskID:      t.ID,
