@@ -105,8 +105,8 @@ func (a *app) rootCmd() *cobra.Command {
 		Use:   "shoal",
 		Short: "Run and manage a Shoal container cluster",
 		Long: "shoal runs a cluster node (shoal init, shoal join, shoal agent) and manages the\n" +
-			"cluster through a node's API (shoal service, shoal node, shoal join-token, shoal info,\n" +
-			"shoal leave).",
+			"cluster through a node's API (shoal service, shoal node, shoal network, shoal join-token,\n" +
+			"shoal info, shoal leave).",
 		// Errors are printed once, by execute; flag and argument errors
 		// point at --help instead of dumping the usage.
 		SilenceErrors:     true,
@@ -128,7 +128,7 @@ func (a *app) rootCmd() *cobra.Command {
 
 	root.AddCommand(
 		a.initCmd(), a.joinCmd(), a.agentCmd(),
-		a.infoCmd(), a.serviceCmd(), a.nodeCmd(), a.joinTokenCmd(), a.leaveCmd(),
+		a.infoCmd(), a.serviceCmd(), a.nodeCmd(), a.networkCmd(), a.joinTokenCmd(), a.leaveCmd(),
 	)
 	return root
 }

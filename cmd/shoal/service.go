@@ -43,6 +43,8 @@ type createFlags struct {
 
 	detach  bool
 	timeout string
+
+	endpoint endpointFlags
 }
 
 func (f *createFlags) register(fs *pflag.FlagSet, detach bool) {
@@ -66,6 +68,7 @@ func (f *createFlags) register(fs *pflag.FlagSet, detach bool) {
 	fs.BoolVarP(&f.detach, "detach", "d", detach,
 		"exit once the service is created instead of waiting for its tasks to run (off by default on a terminal)")
 	fs.StringVar(&f.timeout, "timeout", "2m", "with --detach=false, give up waiting after this long")
+	f.endpoint.register(fs)
 }
 
 // spec checks the flags and builds the service spec; args are the image and
@@ -178,6 +181,9 @@ func (f *createFlags) spec(args []string) (api.ServiceSpec, error) {
 		}
 	}
 	if t.StopGracePeriod, err = parseDuration("--stop-grace-period", f.stopGracePeriod); err != nil {
+		return spec, err
+	}
+	if err := f.endpoint.apply(&spec); err != nil {
 		return spec, err
 	}
 	return spec, nil

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/shoal-dev/shoal/api"
+)
+
+func (a *app) networkCmd() *cobra.Command {
+	return groupCmd("network", "Manage the cluster's overlay networks",
+		a.networkCreateCmd(), a.networkLsCmd(), a.networkInspectCmd(), a.networkRmCmd())
+}
+
+func (a *app) networkCreateCmd() *cobra.Command {
+	var (
+		spec   api.NetworkSpec
+		labels []string
+	)
+	cmd := &cobra.Command{
+		Use:   "create [--subnet CIDR] [--attachable] NAME",
+		Short: "Create an overlay network",
+		Long: "create makes an overlay network that services join with --network. Without\n" +
+			"--subnet it gets the next free /24 of 10.10.0.0/16. It prints the network's ID.",
+		Args: checkArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec.Name = args[0]
+			var err error
+			if spec.Labels, err = parseLabels(labels); err != nil {
+				return err
+			}
+			return a.withClient(cmd, func(ctx context.Context, c *api.Client) error {
+				n, err := c.CreateNetwork(ctx, spec)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(a.stdout, n.ID)
+				return nil
+			})
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&spec.Subnet, "subnet", "", "IPv4 subnet in CIDR form, like 10.0.1.0/24 (default: the next free /24 of 10.10.0.0/16)")
+	fs.BoolVar(&spec.Attachable, "attachable", false, "let containers outside services attach")
+	fs.BoolVar(&spec.Ingress, "ingress", false, "make this the routing-mesh network that carries published ports")
+	fs.StringArrayVar(&labels, "label", nil, "set a network label, KEY=VALUE (repeatable)")
+	return cmd
+}
+
+// parseLabels reads KEY=VALUE arguments; nil for none.
+func parseLabels(kvs []string) (map[string]string, error) {
+	if len(kvs) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, fmt.Errorf("--label %q: want KEY=VALUE", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (a *app) networkLsCmd() *cobra.Command {
+	var (
+		format string
+		quiet  bool
+	)
+	cmd := &cobra.Command{
+		Use:     "ls [--format json] [-q]",
+		Aliases: []string{"list"},
+		Short:   "List the cluster's networks",
+		Args:    checkArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkFormat(format); err != nil {
+				return err
+			}
+			return a.withClient(cmd, func(ctx context.Context, c *api.Client) error {
+				networks, err := c.Networks(ctx)
+				if err != nil {
+					return err
+				}
+				slices.SortFunc(networks, func(x, y api.Network) int {
+					return cmp.Or(cmp.Compare(x.Spec.Name, y.Spec.Name), cmp.Compare(x.ID, y.ID))
+				})
+				switch {
+				case quiet:
+					var b strings.Builder
+					for _, n := range networks {
+						b.WriteString(shortID(n.ID) + "\n")
+					}
+					_, err := io.WriteString(a.stdout, b.String())
+					return err
+				case format == formatJSON:
+					if networks == nil {
+						networks = []api.Network{}
+					}
+					return writeJSON(a.stdout, networks)
+				}
+				return writeNetworkTable(a.stdout, networks)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "", "output format: json")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print network IDs only")
+	return cmd
+}
+
+// writeNetworkTable writes networks as network ls does.
+func writeNetworkTable(w io.Writer, networks []api.Network) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	fmt.Fprintln(tw, "NETWORK ID\tNAME\tSUBNET\tGATEWAY\tVNI\tOPTIONS")
+	for _, n := range networks {
+		var opts []string
+		if n.Spec.Ingress {
+			opts = append(opts, "ingress")
+		}
+		if n.Spec.Attachable {
+			opts = append(opts, "attachable")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n",
+			shortID(n.ID), n.Spec.Name, orDash(n.Spec.Subnet), orDash(n.Gateway), n.VNI, orDash(strings.Join(opts, ",")))
+	}
+	return tw.Flush()
+}
+
+func (a *app) networkInspectCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect NETWORK...",
+		Short: "Show networks in detail, as JSON",
+		Long:  "inspect prints the named networks (ID, unique ID prefix or name) as a JSON array.",
+		Args:  checkArgs(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withClient(cmd, func(ctx context.Context, c *api.Client) error {
+				found := []api.Network{}
+				err := a.eachArg(args, func(ref string) error {
+					n, err := c.Network(ctx, ref)
+					if err == nil {
+						found = append(found, n)
+					}
+					return err
+				})
+				if len(found) > 0 || err == nil {
+					if werr := writeJSON(a.stdout, found); werr != nil {
+						return werr
+					}
+				}
+				return err
+			})
+		},
+	}
+}
+
+func (a *app) networkRmCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm NETWORK...",
+		Aliases: []string{"remove"},
+		Short:   "Remove networks no service or task uses",
+		Args:    checkArgs(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withClient(cmd, func(ctx context.Context, c *api.Client) error {
+				return a.eachArg(args, func(ref string) error {
+					if err := c.RemoveNetwork(ctx, ref); err != nil {
+						return err
+					}
+					fmt.Fprintln(a.stdout, ref)
+					return nil
+				})
+			})
+		},
+	}
+}
+
+// endpointFlags are the network flags of shoal service create.
+type endpointFlags struct {
+	networks, publish []string
+	mode              string
+}
+
+func (f *endpointFlags) register(fs *pflag.FlagSet) {
+	fs.StringArrayVar(&f.networks, "network", nil, "attach the tasks to an overlay network, by name or ID (repeatable)")
+	fs.StringArrayVarP(&f.publish, "publish", "p", nil,
+		"publish a port on every node, PUBLISHED:TARGET[/tcp|udp], like 8080:80 (repeatable)")
+	fs.StringVar(&f.mode, "endpoint-mode", "", "how the service name resolves: vip (one virtual IP, the default) or dnsrr (the task addresses)")
+}
+
+// apply checks the flags and sets the spec's networks and endpoint.
+func (f *endpointFlags) apply(spec *api.ServiceSpec) error {
+	for _, n := range f.networks {
+		if strings.TrimSpace(n) == "" {
+			return fmt.Errorf("--network %q: want a network name or ID", n)
+		}
+		spec.Networks = append(spec.Networks, n)
+	}
+	switch m := api.EndpointMode(f.mode); m {
+	case "", api.EndpointVIP, api.EndpointDNSRR:
+		spec.Endpoint.Mode = m
+	default:
+		return fmt.Errorf("--endpoint-mode %q: want vip or dnsrr", f.mode)
+	}
+	seen := make(map[string]string)
+	for _, s := range f.publish {
+		p, err := parsePublish(s)
+		if err != nil {
+			return err
+		}
+		key := fmt.Sprintf("%d/%s", p.Published, p.Protocol)
+		if prev, dup := seen[key]; dup {
+			return fmt.Errorf("--publish %q: port %s is already published by --publish %q", s, key, prev)
+		}
+		seen[key] = s
+		spec.Endpoint.Ports = append(spec.Endpoint.Ports, p)
+	}
+	if spec.Endpoint.Mode == api.EndpointDNSRR && len(spec.Endpoint.Ports) > 0 {
+		return fmt.Errorf("--publish needs --endpoint-mode vip: the routing mesh balances over a virtual IP")
+	}
+	return nil
+}
+
+// parsePublish reads PUBLISHED:TARGET[/PROTOCOL], like 8080:80 or 53:53/udp.
+func parsePublish(s string) (api.PortConfig, error) {
+	bad := func(why string) (api.PortConfig, error) {
+		return api.PortConfig{}, fmt.Errorf("--publish %q: %s", s, why)
+	}
+	ports, proto, hasProto := strings.Cut(s, "/")
+	p := api.PortConfig{Protocol: api.ProtocolTCP}
+	if hasProto {
+		switch strings.ToLower(proto) {
+		case api.ProtocolTCP, api.ProtocolUDP:
+			p.Protocol = strings.ToLower(proto)
+		default:
+			return bad(fmt.Sprintf("protocol %q: want tcp or udp", proto))
+		}
+	}
+	pub, target, ok := strings.Cut(ports, ":")
+	if !ok {
+		return bad("want PUBLISHED:TARGET[/tcp|udp], like 8080:80")
+	}
+	for _, c := range []struct {
+		name, val string
+		dst       *uint16
+	}{{"published", pub, &p.Published}, {"target", target, &p.Target}} {
+		n, err := strconv.ParseUint(c.val, 10, 16)
+		if err != nil || n == 0 {
+			return bad(fmt.Sprintf("%s port %q: want a number from 1 to 65535", c.name, c.val))
+		}
+		*c.dst = uint16(n)
+	}
+	return p, nil
+}
