@@ -1,0 +1,4 @@
+// Package lb owns Shoal's service load balancing in nftables: the per-task table shoal_lb that
+// DNATs service VIPs to their running backends, and the per-node table shoal_ingress that DNATs
+// published ports to tasks on the ingress network. Each table is replaced whole, atomically.
+package lb
