@@ -33,6 +33,9 @@ type Config struct {
 	// NewExecutor connects to the engine that runs tasks; the agent retries
 	// until it succeeds. nil runs no tasks.
 	NewExecutor func() (exec.Executor, error)
+	// Network wires the overlay networks of tasks; nil leaves tasks with
+	// loopback only.
+	Network Networker
 	// OnResponse gets every heartbeat answer, in order.
 	OnResponse func(api.HeartbeatResponse)
 	Clock      clock.Clock

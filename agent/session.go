@@ -105,11 +105,12 @@ func (a *Agent) runAssignments(ctx context.Context) {
 		return
 	}
 	var since uint64
+	var networkSum string
 	for ctx.Err() == nil {
 		var got api.Assignments
 		err := a.withManager(ctx, func(c *api.Client) error {
 			var err error
-			got, err = c.WaitAssignments(ctx, since)
+			got, err = c.WaitAssignments(ctx, since, networkSum)
 			return err
 		})
 		if err != nil {
@@ -122,7 +123,11 @@ func (a *Agent) runAssignments(ctx context.Context) {
 			}
 			continue
 		}
-		since = got.Index
+		since, networkSum = got.Index, got.NetworkSum
+		if a.cfg.Network != nil {
+			// Links, peers, names and VIPs first: tasks about to start need them.
+			a.cfg.Network.Update(got.Tasks, got.Network)
+		}
 		worker.Reconcile(ctx, got.Tasks)
 	}
 }

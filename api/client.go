@@ -240,11 +240,13 @@ func (c *Client) Tasks(ctx context.Context, f TaskFilter) ([]*Task, error) {
 	return out, c.do(ctx, http.MethodGet, "/v1/tasks?"+q.Encode(), nil, &out)
 }
 
-// WaitAssignments returns the calling node's tasks once the store index passes
-// since, or after the server's wait limit.
-func (c *Client) WaitAssignments(ctx context.Context, since uint64) (Assignments, error) {
+// WaitAssignments returns the calling node's tasks and network state once a
+// task of the node is newer than since or the network state no longer has
+// networkSum, or after the server's wait limit.
+func (c *Client) WaitAssignments(ctx context.Context, since uint64, networkSum string) (Assignments, error) {
 	var out Assignments
-	return out, c.do(ctx, http.MethodGet, "/v1/session/assignments?since="+strconv.FormatUint(since, 10), nil, &out)
+	q := "?since=" + strconv.FormatUint(since, 10) + "&netsum=" + url.QueryEscape(networkSum)
+	return out, c.do(ctx, http.MethodGet, "/v1/session/assignments"+q, nil, &out)
 }
 
 func (c *Client) ReportTaskStatus(ctx context.Context, updates []TaskStatusUpdate) error {

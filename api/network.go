@@ -101,3 +101,29 @@ func MACFromIP(ip netip.Addr) string {
 	b := ip.As4()
 	return fmt.Sprintf("02:42:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3])
 }
+
+// NetworkState is what a node needs to wire its tasks' networks: the
+// networks they join, every live task on those networks with the underlay
+// address of its node, and the services there to resolve and balance.
+type NetworkState struct {
+	Networks []*Network       `json:"networks,omitempty"`
+	Peers    []NetworkPeer    `json:"peers,omitempty"`
+	Services []ServiceNetwork `json:"services,omitempty"`
+}
+
+// NetworkPeer is one task's attachment as other nodes see it.
+type NetworkPeer struct {
+	NetworkAttachment
+	TaskID string `json:"task_id"`
+	// NodeAddr is the underlay (VTEP) address of the task's node.
+	NodeAddr string `json:"node_addr"`
+}
+
+// ServiceNetwork is a service as seen on the networks of one node's tasks.
+type ServiceNetwork struct {
+	Name string       `json:"name"`
+	Mode EndpointMode `json:"mode"`
+	VIPs []VIP        `json:"vips,omitempty"`
+	// Backends are the attachments of the service's running tasks.
+	Backends []NetworkAttachment `json:"backends,omitempty"`
+}

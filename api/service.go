@@ -176,6 +176,10 @@ type Assignments struct {
 	// Index is the store index they were read at; pass it back to wait for a change.
 	Index uint64  `json:"index"`
 	Tasks []*Task `json:"tasks"`
+	// Network is the state of the networks these tasks join.
+	Network NetworkState `json:"network"`
+	// NetworkSum identifies Network; pass it back so a change to it ends the wait.
+	NetworkSum string `json:"network_sum"`
 }
 
 // TaskStatusUpdate is one observed change of a task on a node.

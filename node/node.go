@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -267,7 +269,16 @@ func (n *Node) serve(ctx context.Context, resumed bool) error {
 	n.gossip = g
 	defer g.Shutdown()
 
+	vtep, err := netip.ParseAddr(st.Addr)
+	if err != nil {
+		return fmt.Errorf("advertise address %q: %w", st.Addr, err)
+	}
+	network, err := agent.NewNetwork(vtep, filepath.Join(n.paths.tasks(), "net"), n.log)
+	if err != nil {
+		return err
+	}
 	n.agent = agent.New(agent.Config{
+		Network:   network,
 		Hostname:  st.Hostname,
 		Addr:      st.Addr,
 		Endpoints: n.endpoints(st),
@@ -278,6 +289,7 @@ func (n *Node) serve(ctx context.Context, resumed bool) error {
 				StateDir:           n.paths.tasks(),
 				InsecureRegistries: n.cfg.InsecureRegistries,
 				OnPull:             func(took time.Duration, err error) { n.agent.ObservePull(took, err) },
+				Network:            network.Prepare,
 				Logger:             n.log,
 			})
 		},

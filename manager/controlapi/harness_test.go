@@ -123,7 +123,7 @@ func (d *fakeDispatcher) Heartbeat(_ context.Context, nodeID string, _ api.Heart
 	return api.HeartbeatResponse{Role: api.RoleWorker, Availability: api.AvailabilityActive, Period: time.Second}, nil
 }
 
-func (d *fakeDispatcher) Assignments(context.Context, string, uint64) (api.Assignments, error) {
+func (d *fakeDispatcher) Assignments(context.Context, string, uint64, string) (api.Assignments, error) {
 	return api.Assignments{}, nil
 }
 

@@ -40,7 +40,7 @@ type Gossip interface {
 // Dispatcher answers node heartbeats on the leader.
 type Dispatcher interface {
 	Heartbeat(ctx context.Context, nodeID string, hb api.Heartbeat) (api.HeartbeatResponse, error)
-	Assignments(ctx context.Context, nodeID string, since uint64) (api.Assignments, error)
+	Assignments(ctx context.Context, nodeID string, since uint64, networkSum string) (api.Assignments, error)
 	ReportStatus(ctx context.Context, nodeID string, updates []api.TaskStatusUpdate) error
 }
 

@@ -324,7 +324,7 @@ func (s *Server) assignments(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "since %q: want an index", r.URL.Query().Get("since"))
 		return
 	}
-	out, err := s.cfg.Dispatcher.Assignments(r.Context(), callerOf(r).NodeID, since)
+	out, err := s.cfg.Dispatcher.Assignments(r.Context(), callerOf(r).NodeID, since, r.URL.Query().Get("netsum"))
 	if err != nil {
 		if r.Context().Err() != nil {
 			return

@@ -2,6 +2,9 @@ package dispatcher
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -14,15 +17,18 @@ import (
 // 30 s answer timeout.
 const assignmentWait = 15 * time.Second
 
-// Assignments returns nodeID's tasks once one of them is newer than since,
+// Assignments returns nodeID's tasks and network state once one of its
+// tasks is newer than since or the network state differs from networkSum,
 // or after assignmentWait with whatever is there.
-func (d *Dispatcher) Assignments(ctx context.Context, nodeID string, since uint64) (api.Assignments, error) {
+func (d *Dispatcher) Assignments(ctx context.Context, nodeID string, since uint64, networkSum string) (api.Assignments, error) {
 	if !d.active.Load() {
 		return api.Assignments{}, ErrNotReady
 	}
 	read := func(tx store.ReadTx) (api.Assignments, bool) {
 		out := api.Assignments{Index: d.cfg.Store.Index(), Tasks: tx.TasksOnNode(nodeID)}
-		changed := since == 0
+		out.Network = networkState(tx, out.Tasks)
+		out.NetworkSum = sum(out.Network)
+		changed := since == 0 || out.NetworkSum != networkSum
 		for _, t := range out.Tasks {
 			if t.Meta.Version > since {
 				changed = true
@@ -56,6 +62,76 @@ func (d *Dispatcher) Assignments(ctx context.Context, nodeID string, since uint6
 			}
 		}
 	}
+}
+
+// live reports whether a task holds its addresses: wanted running and not finished.
+func live(t *api.Task) bool {
+	return t.DesiredState == api.TaskRunning && !t.Status.State.Terminal() && t.NodeID != ""
+}
+
+// networkState gathers what a node needs for the networks its tasks join.
+func networkState(tx store.ReadTx, local []*api.Task) api.NetworkState {
+	var st api.NetworkState
+	joined := map[string]bool{}
+	for _, t := range local {
+		if !live(t) {
+			continue
+		}
+		for _, a := range t.Networks {
+			joined[a.NetworkID] = true
+		}
+	}
+	if len(joined) == 0 {
+		return st
+	}
+	for _, n := range tx.Networks() {
+		if joined[n.ID] {
+			st.Networks = append(st.Networks, n)
+		}
+	}
+	nodeAddr := map[string]string{}
+	for _, n := range tx.Nodes() {
+		nodeAddr[n.ID] = n.Status.Addr
+	}
+	backends := map[string][]api.NetworkAttachment{}
+	for _, t := range tx.Tasks() {
+		if !live(t) {
+			continue
+		}
+		for _, a := range t.Networks {
+			if !joined[a.NetworkID] {
+				continue
+			}
+			st.Peers = append(st.Peers, api.NetworkPeer{NetworkAttachment: a, TaskID: t.ID, NodeAddr: nodeAddr[t.NodeID]})
+			if t.Status.State == api.TaskRunning {
+				backends[t.ServiceID] = append(backends[t.ServiceID], a)
+			}
+		}
+	}
+	for _, svc := range tx.Services() {
+		on := false
+		for _, id := range svc.Spec.Networks {
+			on = on || joined[id]
+		}
+		if !on {
+			continue
+		}
+		mode := svc.Spec.Endpoint.Mode
+		if mode == "" {
+			mode = api.EndpointVIP
+		}
+		st.Services = append(st.Services, api.ServiceNetwork{
+			Name: svc.Spec.Name, Mode: mode, VIPs: svc.Endpoint.VIPs, Backends: backends[svc.ID],
+		})
+	}
+	return st
+}
+
+// sum identifies a network state; the store's ordered reads make it stable.
+func sum(st api.NetworkState) string {
+	b, _ := json.Marshal(st)
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:8])
 }
 
 // statusBatch is the updates that go into one raft write.

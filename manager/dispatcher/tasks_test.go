@@ -98,7 +98,7 @@ func TestTaskCallsOnlyWhileRunning(t *testing.T) {
 	if err := f.d.ReportStatus(context.Background(), "n1", nil); !errors.Is(err, dispatcher.ErrNotReady) {
 		t.Errorf("ReportStatus before Run: got %v, want ErrNotReady", err)
 	}
-	if _, err := f.d.Assignments(context.Background(), "n1", 0); !errors.Is(err, dispatcher.ErrNotReady) {
+	if _, err := f.d.Assignments(context.Background(), "n1", 0, ""); !errors.Is(err, dispatcher.ErrNotReady) {
 		t.Errorf("Assignments before Run: got %v, want ErrNotReady", err)
 	}
 }
@@ -109,7 +109,7 @@ func TestAssignments(t *testing.T) {
 	f.putTask("t1", "n1", api.TaskAssigned)
 	f.putTask("t2", "n2", api.TaskAssigned)
 
-	got, err := f.d.Assignments(context.Background(), "n1", 0)
+	got, err := f.d.Assignments(context.Background(), "n1", 0, "")
 	if err != nil {
 		t.Fatalf("Assignments: %v", err)
 	}
@@ -124,7 +124,7 @@ func TestAssignments(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		a, err := f.d.Assignments(context.Background(), "n1", got.Index)
+		a, err := f.d.Assignments(context.Background(), "n1", got.Index, got.NetworkSum)
 		done <- result{a, err}
 	}()
 	f.putTask("t3", "n2", api.TaskAssigned) // another node's task: no answer yet
@@ -148,7 +148,7 @@ func TestAssignments(t *testing.T) {
 	// A cancelled poll returns the caller's error.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := f.d.Assignments(ctx, "n1", f.store.Index()); !errors.Is(err, context.Canceled) {
+	if _, err := f.d.Assignments(ctx, "n1", f.store.Index(), got.NetworkSum); !errors.Is(err, context.Canceled) {
 		t.Errorf("got %v for a cancelled poll, want context.Canceled", err)
 	}
 }

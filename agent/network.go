@@ -1,0 +1,341 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+
+	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/overlay"
+	"github.com/shoal-dev/shoal/overlay/dns"
+	"github.com/shoal-dev/shoal/overlay/lb"
+)
+
+// Networker wires the overlay networks of this node's tasks.
+type Networker interface {
+	// Prepare makes t's network namespace ready before its container is
+	// created; tasks without networks get "" (a namespace of their own).
+	Prepare(t *api.Task) (netnsPath, resolvConf string, err error)
+	// Update brings every task's networking in line with the node's
+	// assignments and the cluster's network state.
+	Update(tasks []*api.Task, st api.NetworkState)
+}
+
+// Network is the real Networker: the overlay data plane, an embedded DNS
+// resolver in each task namespace and nftables load balancing of VIPs.
+type Network struct {
+	plane     *overlay.Plane
+	table     *dns.Table
+	upstreams []string
+	dir       string // resolv.conf files
+	log       *slog.Logger
+
+	mu        sync.Mutex
+	tasks     []*api.Task
+	state     api.NetworkState
+	prepared  map[string]*api.Task // created here, maybe not yet in the assignments
+	resolvers map[string]*dns.Resolver
+	rules     map[string]string // task ID -> the LB rules last applied, as text
+}
+
+// NewNetwork returns the data plane of a node whose underlay address is vtep.
+func NewNetwork(vtep netip.Addr, dir string, log *slog.Logger) (*Network, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("network state dir: %w", err)
+	}
+	log = log.With("component", "network")
+	return &Network{
+		plane:     overlay.New(overlay.Config{VTEP: vtep, Logger: log}, overlay.RealNetlink()),
+		table:     dns.NewTable(),
+		upstreams: dns.HostUpstreams("/etc/resolv.conf"),
+		dir:       dir,
+		log:       log,
+		prepared:  map[string]*api.Task{},
+		resolvers: map[string]*dns.Resolver{},
+		rules:     map[string]string{},
+	}, nil
+}
+
+func netnsName(taskID string) string { return "shoal-" + taskID[:min(12, len(taskID))] }
+
+func (n *Network) resolvConf(taskID string) string {
+	return filepath.Join(n.dir, taskID+".resolv.conf")
+}
+
+// Prepare creates the task's namespace, its resolv.conf and its links.
+// Wiring that fails is logged and retried on the next update: the task
+// starts either way, like a container whose network comes up late.
+func (n *Network) Prepare(t *api.Task) (string, string, error) {
+	if len(t.Networks) == 0 {
+		return "", "", nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	// Under the lock, so no concurrent apply removes it as unknown.
+	path, err := overlay.NewTaskNetns(netnsName(t.ID))
+	if err != nil {
+		return "", "", err
+	}
+	conf := n.resolvConf(t.ID)
+	if err := dns.WriteResolvConf(conf); err != nil {
+		return "", "", err
+	}
+	n.prepared[t.ID] = t
+	if err := n.applyLocked(); err != nil {
+		n.log.Warn("wire task network; will retry", "task", t.ID, "err", err)
+	}
+	return path, conf, nil
+}
+
+// Update applies the latest assignments.
+func (n *Network) Update(tasks []*api.Task, st api.NetworkState) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.tasks, n.state = tasks, st
+	if err := n.applyLocked(); err != nil {
+		n.log.Warn("network update", "err", err)
+	}
+}
+
+// local returns the tasks whose networking must exist now: live tasks with
+// networks whose namespace exists (made here or by an earlier agent).
+func (n *Network) localLocked() []*api.Task {
+	byID := map[string]*api.Task{}
+	for _, t := range n.tasks {
+		if len(t.Networks) == 0 {
+			continue
+		}
+		if t.DesiredState != api.TaskRunning || t.Status.State.Terminal() {
+			delete(n.prepared, t.ID)
+			continue
+		}
+		if _, err := os.Stat(overlay.NetnsPath(netnsName(t.ID))); err == nil {
+			byID[t.ID] = t
+		}
+	}
+	for id, t := range n.prepared {
+		if _, ok := byID[id]; !ok {
+			byID[id] = t
+		}
+	}
+	out := make([]*api.Task, 0, len(byID))
+	for _, t := range byID {
+		out = append(out, t)
+	}
+	slices.SortFunc(out, func(a, b *api.Task) int { return cmpString(a.ID, b.ID) })
+	return out
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (n *Network) applyLocked() error {
+	local := n.localLocked()
+	var errs []error
+	d, err := desired(local, n.state)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := n.plane.Reconcile(d); err != nil {
+		errs = append(errs, err)
+	}
+	n.table.Set(records(n.state))
+
+	keep := map[string]bool{}
+	for _, t := range local {
+		keep[t.ID] = true
+		path := overlay.NetnsPath(netnsName(t.ID))
+		networks := make([]string, len(t.Networks))
+		for i, a := range t.Networks {
+			networks[i] = a.NetworkID
+		}
+		if r, ok := n.resolvers[t.ID]; ok {
+			r.SetNetworks(networks)
+		} else if r, err := dns.Start(path, networks, n.table, n.upstreams, n.log); err != nil {
+			errs = append(errs, fmt.Errorf("dns for task %s: %w", t.ID, err))
+		} else {
+			n.resolvers[t.ID] = r
+		}
+		vips := taskVIPs(t, n.state)
+		text := fmt.Sprint(vips)
+		if n.rules[t.ID] != text {
+			if err := lb.ApplyTaskRules(path, vips); err != nil {
+				errs = append(errs, fmt.Errorf("load balancing for task %s: %w", t.ID, err))
+			} else {
+				n.rules[t.ID] = text
+			}
+		}
+	}
+	// Tear down what finished tasks left.
+	for id, r := range n.resolvers {
+		if !keep[id] {
+			_ = r.Close()
+			delete(n.resolvers, id)
+		}
+	}
+	for id := range n.rules {
+		if !keep[id] {
+			delete(n.rules, id)
+		}
+	}
+	entries, _ := os.ReadDir(overlay.NetnsDir)
+	for _, e := range entries {
+		name := e.Name()
+		if len(name) <= len("shoal-") || name[:len("shoal-")] != "shoal-" || keepsName(keep, name) {
+			continue
+		}
+		if err := overlay.DeleteTaskNetns(name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	files, _ := os.ReadDir(n.dir)
+	for _, f := range files {
+		id, ok := cutSuffix(f.Name(), ".resolv.conf")
+		if ok && !keep[id] {
+			_ = os.Remove(filepath.Join(n.dir, f.Name()))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func keepsName(keep map[string]bool, name string) bool {
+	for id := range keep {
+		if netnsName(id) == name {
+			return true
+		}
+	}
+	return false
+}
+
+func cutSuffix(s, suffix string) (string, bool) {
+	if len(s) < len(suffix) || s[len(s)-len(suffix):] != suffix {
+		return s, false
+	}
+	return s[:len(s)-len(suffix)], true
+}
+
+// desired turns the assignments into the overlay's desired state.
+func desired(local []*api.Task, st api.NetworkState) (overlay.Desired, error) {
+	var d overlay.Desired
+	var errs []error
+	for _, nw := range st.Networks {
+		subnet, err := netip.ParsePrefix(nw.Spec.Subnet)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("network %s subnet %q: %w", nw.ID, nw.Spec.Subnet, err))
+			continue
+		}
+		gw, _ := netip.ParseAddr(nw.Gateway)
+		d.Networks = append(d.Networks, overlay.Network{ID: nw.ID, VNI: nw.VNI, Subnet: subnet, Gateway: gw})
+	}
+	for _, t := range local {
+		for i, a := range t.Networks {
+			addr, err := netip.ParsePrefix(a.Addr)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("task %s address %q: %w", t.ID, a.Addr, err))
+				continue
+			}
+			mac, _ := net.ParseMAC(a.MAC)
+			d.Endpoints = append(d.Endpoints, overlay.Endpoint{
+				TaskID: t.ID, NetworkID: a.NetworkID, Addr: addr, MAC: mac,
+				Netns: overlay.NetnsPath(netnsName(t.ID)), Ifname: fmt.Sprintf("eth%d", i),
+			})
+		}
+	}
+	for _, p := range st.Peers {
+		addr, err := netip.ParsePrefix(p.Addr)
+		if err != nil {
+			continue
+		}
+		vtep, err := netip.ParseAddr(p.NodeAddr)
+		if err != nil {
+			continue
+		}
+		mac, _ := net.ParseMAC(p.MAC)
+		d.Peers = append(d.Peers, overlay.Peer{NetworkID: p.NetworkID, Addr: addr.Addr(), MAC: mac, VTEP: vtep})
+	}
+	return d, errors.Join(errs...)
+}
+
+// records turns the services into the resolver's table: per network, the
+// VIP (vip mode) and the running tasks' addresses.
+func records(st api.NetworkState) []dns.Record {
+	var out []dns.Record
+	for _, svc := range st.Services {
+		byNet := map[string]*dns.Record{}
+		get := func(id string) *dns.Record {
+			r, ok := byNet[id]
+			if !ok {
+				r = &dns.Record{Network: id, Service: svc.Name}
+				byNet[id] = r
+			}
+			return r
+		}
+		if svc.Mode != api.EndpointDNSRR {
+			for _, v := range svc.VIPs {
+				if p, err := netip.ParsePrefix(v.Addr); err == nil {
+					get(v.NetworkID).VIP = p.Addr()
+				}
+			}
+		}
+		for _, b := range svc.Backends {
+			if p, err := netip.ParsePrefix(b.Addr); err == nil {
+				r := get(b.NetworkID)
+				r.Tasks = append(r.Tasks, p.Addr())
+			}
+		}
+		ids := make([]string, 0, len(byNet))
+		for id := range byNet {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		for _, id := range ids {
+			out = append(out, *byNet[id])
+		}
+	}
+	return out
+}
+
+// taskVIPs are the VIPs a task can reach, each with its running backends on
+// the same network.
+func taskVIPs(t *api.Task, st api.NetworkState) []lb.VIP {
+	on := map[string]bool{}
+	for _, a := range t.Networks {
+		on[a.NetworkID] = true
+	}
+	var out []lb.VIP
+	for _, svc := range st.Services {
+		if svc.Mode == api.EndpointDNSRR {
+			continue
+		}
+		for _, v := range svc.VIPs {
+			if !on[v.NetworkID] {
+				continue
+			}
+			vip, err := netip.ParsePrefix(v.Addr)
+			if err != nil {
+				continue
+			}
+			l := lb.VIP{Addr: vip.Addr()}
+			for _, b := range svc.Backends {
+				if p, err := netip.ParsePrefix(b.Addr); err == nil && b.NetworkID == v.NetworkID {
+					l.Backends = append(l.Backends, p.Addr())
+				}
+			}
+			out = append(out, l)
+		}
+	}
+	return out
+}
