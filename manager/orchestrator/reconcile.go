@@ -375,7 +375,29 @@ func (r *reconciler) matches(n *api.Node) bool {
 
 // outdated reports whether t runs an older spec than the service's.
 func (r *reconciler) outdated(t *api.Task) bool {
-	return r.svc.Meta.Version > t.SpecVersion && !bytes.Equal(specKey(&t.Spec), r.specJSON)
+	return r.svc.Meta.Version > t.SpecVersion && (!bytes.Equal(specKey(&t.Spec), r.specJSON) || networksChanged(t, r.svc))
+}
+
+// networksChanged reports whether an allocated task is attached to other
+// networks than its service now names (plus ingress for published ports).
+func networksChanged(t *api.Task, svc *api.Service) bool {
+	if t.Status.State == api.TaskPending && len(t.Networks) == 0 {
+		return false // not allocated yet: the allocator follows the new spec
+	}
+	have := map[string]bool{}
+	for _, a := range t.Networks {
+		have[a.NetworkID] = true
+	}
+	for _, id := range svc.Spec.Networks {
+		if !have[id] {
+			return true
+		}
+		delete(have, id)
+	}
+	if len(svc.Spec.Endpoint.Ports) > 0 {
+		return len(have) != 1 // the ingress attachment
+	}
+	return len(have) != 0
 }
 
 func (r *reconciler) wake(at time.Time) {

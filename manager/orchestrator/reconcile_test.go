@@ -297,6 +297,26 @@ func TestReconcileReplicated(t *testing.T) {
 			want: outcome{Create: []string{"slot 1", "slot 2"}, Update: []string{"a shutdown", "b shutdown"}},
 		},
 		{
+			name:  "a network added to the service replaces its tasks",
+			svc:   service(api.ModeReplicated, 1, func(s *api.Service) { s.Spec.Networks = []string{"net1"}; s.Meta.Version = 20 }),
+			tasks: []*api.Task{running("a", 1, "n1")},
+			want:  outcome{Create: []string{"slot 1"}, Update: []string{"a shutdown"}},
+		},
+		{
+			name: "a task attached to the service's networks is kept",
+			svc:  service(api.ModeReplicated, 1, func(s *api.Service) { s.Spec.Networks = []string{"net1"}; s.Meta.Version = 20 }),
+			tasks: []*api.Task{running("a", 1, "n1", func(t *api.Task) {
+				t.Networks = []api.NetworkAttachment{{NetworkID: "net1", Addr: "10.10.0.2/24"}}
+			})},
+			want: outcome{},
+		},
+		{
+			name:  "an unallocated pending task follows the new networks",
+			svc:   service(api.ModeReplicated, 1, func(s *api.Service) { s.Spec.Networks = []string{"net1"}; s.Meta.Version = 20 }),
+			tasks: []*api.Task{taskAt("a", 1, "", api.TaskRunning, api.TaskPending, time.Second)},
+			want:  outcome{},
+		},
+		{
 			name:  "new version with the same spec keeps tasks",
 			svc:   service(api.ModeReplicated, 1, func(s *api.Service) { s.Meta.Version = 20 }),
 			tasks: []*api.Task{running("a", 1, "n1")},
