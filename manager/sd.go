@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,11 +44,19 @@ func NewSDHandler(s *store.Store) http.Handler {
 	})
 }
 
-// taskAddress is the address other hosts reach a task at, "" when it has
-// none. Tasks share their node's network until the overlay network gives
-// them addresses of their own, so there is none yet and no task target is
-// listed; this is the one place to change then.
-func taskAddress(*api.Task) string { return "" }
+// taskAddress is a running task's address on its first overlay network,
+// "" for a task on none. As in Swarm, a Prometheus that scrapes tasks runs
+// as a service on the same network.
+func taskAddress(t *api.Task) string {
+	if t.Status.State != api.TaskRunning || len(t.Networks) == 0 {
+		return ""
+	}
+	p, err := netip.ParsePrefix(t.Networks[0].Addr)
+	if err != nil {
+		return ""
+	}
+	return p.Addr().String()
+}
 
 // PrometheusTargets lists the scrape targets that tx holds, nodes first
 // (by ID), then tasks (by service name, slot and ID); never nil. taskAddr

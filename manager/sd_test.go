@@ -205,3 +205,21 @@ func TestLabelName(t *testing.T) {
 		}
 	}
 }
+
+func TestTaskAddress(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		task api.Task
+		want string
+	}{
+		{"no network", api.Task{Status: api.TaskStatus{State: api.TaskRunning}}, ""},
+		{"not running", api.Task{Status: api.TaskStatus{State: api.TaskStarting},
+			Networks: []api.NetworkAttachment{{NetworkID: "n", Addr: "10.10.0.5/24"}}}, ""},
+		{"first network", api.Task{Status: api.TaskStatus{State: api.TaskRunning},
+			Networks: []api.NetworkAttachment{{NetworkID: "n", Addr: "10.10.0.5/24"}, {NetworkID: "m", Addr: "10.10.1.5/24"}}}, "10.10.0.5"},
+	} {
+		if got := taskAddress(&tc.task); got != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
