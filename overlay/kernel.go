@@ -65,7 +65,7 @@ func (k *Kernel) Links(prefix string) ([]Link, error) {
 		if !strings.HasPrefix(a.Name, prefix) {
 			continue
 		}
-		ln := Link{Name: a.Name, Kind: l.Type(), Index: a.Index, MasterIndex: a.MasterIndex, MTU: a.MTU, Up: a.Flags&net.FlagUp != 0}
+		ln := Link{Name: a.Name, Kind: l.Type(), Index: a.Index, MasterIndex: a.MasterIndex, MTU: a.MTU, Up: a.Flags&net.FlagUp != 0, MAC: a.HardwareAddr}
 		if vx, ok := l.(*netlink.Vxlan); ok {
 			local, _ := netip.AddrFromSlice(vx.SrcAddr)
 			ln.VXLAN = VXLAN{VNI: uint32(vx.VxlanId), Local: local.Unmap(), Port: vx.Port, Learning: vx.Learning}
@@ -235,6 +235,61 @@ func (k *Kernel) DeleteFDB(dev string, e FDBEntry) error {
 	return k.h.NeighDel(n)
 }
 
+func (k *Kernel) SetHardwareAddr(name string, mac net.HardwareAddr) error {
+	l, err := k.link(name)
+	if err != nil {
+		return err
+	}
+	return k.h.LinkSetHardwareAddr(l, mac)
+}
+
+func (k *Kernel) LinkAddrs(name string) ([]netip.Prefix, error) {
+	l, err := k.link(name)
+	if err != nil {
+		return nil, err
+	}
+	addrs, err := retryDump(func() ([]netlink.Addr, error) { return k.h.AddrList(l, netlink.FAMILY_V4) })
+	if err != nil {
+		return nil, fmt.Errorf("list addresses of %s: %w", name, err)
+	}
+	var res []netip.Prefix
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			ones, _ := a.Mask.Size()
+			res = append(res, netip.PrefixFrom(ip.Unmap(), ones))
+		}
+	}
+	return res, nil
+}
+
+func nlAddr(p netip.Prefix) *netlink.Addr {
+	return &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+}
+
+func (k *Kernel) AddLinkAddr(name string, addr netip.Prefix) error {
+	l, err := k.link(name)
+	if err != nil {
+		return err
+	}
+	return k.h.AddrReplace(l, nlAddr(addr))
+}
+
+func (k *Kernel) DeleteLinkAddr(name string, addr netip.Prefix) error {
+	l, err := k.link(name)
+	if err != nil {
+		return err
+	}
+	return k.h.AddrDel(l, nlAddr(addr))
+}
+
+// inNetns runs f with a handle inside the namespace at path; "" is the Kernel's own.
+func (k *Kernel) inNetns(path string, f func(h *netlink.Handle) error) error {
+	if path == "" {
+		return f(k.h)
+	}
+	return inNetns(path, f)
+}
+
 // inNetns runs f with a handle inside the namespace at path.
 func inNetns(path string, f func(h *netlink.Handle) error) error {
 	ns, err := netns.GetFromPath(path)
@@ -322,7 +377,7 @@ func (k *Kernel) ConfigureIface(path, name string, want Iface) error {
 
 func (k *Kernel) Neighbors(path, dev string) ([]Neighbor, error) {
 	var res []Neighbor
-	err := inNetns(path, func(h *netlink.Handle) error {
+	err := k.inNetns(path, func(h *netlink.Handle) error {
 		l, err := linkIn(h, dev)
 		if err != nil {
 			return err
@@ -357,7 +412,7 @@ func neigh(h *netlink.Handle, dev string, n Neighbor) (*netlink.Neigh, error) {
 }
 
 func (k *Kernel) SetNeighbor(path, dev string, n Neighbor) error {
-	return inNetns(path, func(h *netlink.Handle) error {
+	return k.inNetns(path, func(h *netlink.Handle) error {
 		nb, err := neigh(h, dev, n)
 		if err != nil {
 			return err
@@ -367,7 +422,7 @@ func (k *Kernel) SetNeighbor(path, dev string, n Neighbor) error {
 }
 
 func (k *Kernel) DeleteNeighbor(path, dev string, n Neighbor) error {
-	return inNetns(path, func(h *netlink.Handle) error {
+	return k.inNetns(path, func(h *netlink.Handle) error {
 		nb, err := neigh(h, dev, n)
 		if err != nil {
 			return err

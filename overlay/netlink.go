@@ -36,12 +36,20 @@ type Netlink interface {
 	SetFDB(dev string, e FDBEntry) error
 	DeleteFDB(dev string, e FDBEntry) error
 
+	// SetHardwareAddr sets the MAC of a host link.
+	SetHardwareAddr(name string, mac net.HardwareAddr) error
+	// LinkAddrs lists the IPv4 addresses of a host link.
+	LinkAddrs(name string) ([]netip.Prefix, error)
+	AddLinkAddr(name string, addr netip.Prefix) error
+	DeleteLinkAddr(name string, addr netip.Prefix) error
+
 	// Iface reads a link inside a task namespace; ErrNotFound if it does not exist.
 	Iface(netns, name string) (Iface, error)
 	// ConfigureIface renames link name inside netns to want.Name and gives it want's MAC,
 	// MTU and addresses, then sets it and lo up.
 	ConfigureIface(netns, name string, want Iface) error
-	// Neighbors lists the permanent neighbour entries of dev inside netns.
+	// Neighbors lists the permanent neighbour entries of dev inside netns; netns "" is the
+	// host namespace (for the neighbour entries of a bridge carrying a host address).
 	Neighbors(netns, dev string) ([]Neighbor, error)
 	// SetNeighbor adds or replaces a permanent neighbour entry.
 	SetNeighbor(netns, dev string, n Neighbor) error
@@ -56,6 +64,7 @@ type Link struct {
 	MasterIndex int
 	MTU         int
 	Up          bool
+	MAC         net.HardwareAddr
 	VXLAN       VXLAN // Kind "vxlan" only
 }
 

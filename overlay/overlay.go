@@ -49,6 +49,11 @@ type Network struct {
 	VNI     uint32
 	Subnet  netip.Prefix
 	Gateway netip.Addr
+	// HostAddr, when valid, is the node's own address on the network (the ingress network's
+	// routing mesh): the bridge exists even without local tasks, carries HostAddr with MAC
+	// MACFor(HostAddr), and has neighbour entries for every peer, so the host routes the
+	// subnet over the overlay. Without it the bridge has no address in the subnet.
+	HostAddr netip.Prefix
 }
 
 // Endpoint is a local task's attachment to a network.
@@ -188,6 +193,9 @@ type netPlan struct {
 	neighbors []Neighbor // every remote and local task, sorted by IP
 }
 
+// wanted reports whether the network needs its bridge here: local tasks or a host address.
+func (np *netPlan) wanted() bool { return len(np.endpoints) > 0 || np.net.HostAddr.IsValid() }
+
 type epPlan struct {
 	ep     Endpoint
 	veth   string
@@ -217,6 +225,9 @@ func (p *Plane) plan(d Desired) ([]*netPlan, []error) {
 			continue
 		case vnis[n.VNI] != "":
 			errs = append(errs, fmt.Errorf("%w: network %s: VNI %d already used by %s", ErrInvalid, n.ID, n.VNI, vnis[n.VNI]))
+			continue
+		case n.HostAddr.IsValid() && (n.HostAddr.Bits() != n.Subnet.Bits() || !n.Subnet.Contains(n.HostAddr.Addr())):
+			errs = append(errs, fmt.Errorf("%w: network %s: host address %s not in subnet %s", ErrInvalid, n.ID, n.HostAddr, n.Subnet))
 			continue
 		}
 		vnis[n.VNI] = n.ID
@@ -260,7 +271,7 @@ func (p *Plane) plan(d Desired) ([]*netPlan, []error) {
 
 	var plans []*netPlan
 	for _, np := range byID {
-		if len(np.endpoints) == 0 {
+		if !np.wanted() {
 			continue // no bridge where no local task is
 		}
 		plans = append(plans, np)
@@ -270,11 +281,12 @@ func (p *Plane) plan(d Desired) ([]*netPlan, []error) {
 
 	for _, pr := range d.Peers {
 		np := byID[pr.NetworkID]
-		if np == nil || len(np.endpoints) == 0 || pr.VTEP == p.cfg.VTEP {
+		if np == nil || !np.wanted() || pr.VTEP == p.cfg.VTEP {
 			continue // a network without local tasks needs no entries; a "peer" here is local
 		}
-		if slices.ContainsFunc(np.endpoints, func(e epPlan) bool { return e.ep.Addr.Addr() == pr.Addr }) {
-			continue // stale: the address is a local task's now
+		if slices.ContainsFunc(np.endpoints, func(e epPlan) bool { return e.ep.Addr.Addr() == pr.Addr }) ||
+			np.net.HostAddr.IsValid() && np.net.HostAddr.Addr() == pr.Addr {
+			continue // stale: the address is a local task's or the host's now
 		}
 		if !pr.Addr.IsValid() || !pr.VTEP.IsValid() {
 			errs = append(errs, fmt.Errorf("%w: peer %s on network %s: no address or VTEP", ErrInvalid, pr.Addr, pr.NetworkID))
@@ -290,6 +302,9 @@ func (p *Plane) plan(d Desired) ([]*netPlan, []error) {
 	for _, np := range plans {
 		for _, e := range np.endpoints {
 			np.neighbors = append(np.neighbors, Neighbor{IP: e.ep.Addr.Addr(), MAC: e.mac})
+		}
+		if h := np.net.HostAddr; h.IsValid() {
+			np.neighbors = append(np.neighbors, Neighbor{IP: h.Addr(), MAC: MACFor(h.Addr())})
 		}
 		// One entry per IP and per MAC; a local task wins over a stale peer, then the first listed.
 		np.neighbors = uniqueLast(np.neighbors, func(n Neighbor) string { return n.IP.String() })
@@ -456,6 +471,9 @@ func (p *Plane) reconcileNetwork(np *netPlan, host hostState) error {
 	if err := p.reconcileFDB(np); err != nil {
 		errs = append(errs, err)
 	}
+	if err := p.reconcileHost(np, br, freshBridge); err != nil {
+		errs = append(errs, err)
+	}
 	for _, e := range np.endpoints {
 		if err := p.reconcileEndpoint(np, e, host, onBridge); err != nil {
 			errs = append(errs, fmt.Errorf("endpoint of task %s: %w", e.ep.TaskID, err))
@@ -477,6 +495,47 @@ func (p *Plane) attach(l Link, bridge string, onBridge bool) error {
 		}
 	}
 	return nil
+}
+
+// reconcileHost gives the bridge the host address (and its MAC) or none in the subnet, and,
+// with an address, neighbour entries for every peer and local task.
+func (p *Plane) reconcileHost(np *netPlan, br Link, fresh bool) error {
+	host := np.net.HostAddr
+	have, err := p.nl.LinkAddrs(np.bridge)
+	if err != nil {
+		return fmt.Errorf("list addresses of %s: %w", np.bridge, err)
+	}
+	var errs []error
+	found := false
+	for _, a := range have {
+		switch {
+		case a == host:
+			found = true
+		case np.net.Subnet.Contains(a.Addr()):
+			p.log.Info("removing bridge address", "link", np.bridge, "addr", a)
+			if err := p.nl.DeleteLinkAddr(np.bridge, a); err != nil {
+				errs = append(errs, fmt.Errorf("delete address %s of %s: %w", a, np.bridge, err))
+			}
+		}
+	}
+	if !host.IsValid() {
+		return errors.Join(errs...)
+	}
+	if mac := MACFor(host.Addr()); fresh || !bytes.Equal(br.MAC, mac) {
+		if err := p.nl.SetHardwareAddr(np.bridge, mac); err != nil {
+			return errors.Join(append(errs, fmt.Errorf("set MAC of %s: %w", np.bridge, err))...)
+		}
+	}
+	if !found {
+		p.log.Info("adding bridge address", "link", np.bridge, "addr", host)
+		if err := p.nl.AddLinkAddr(np.bridge, host); err != nil {
+			errs = append(errs, fmt.Errorf("add address %s to %s: %w", host, np.bridge, err))
+		}
+	}
+	if err := p.reconcileNeighborsOf("", np.bridge, host.Addr(), np.neighbors); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 func (p *Plane) reconcileFDB(np *netPlan) error {
@@ -563,13 +622,22 @@ func ifaceMatches(got, want Iface) bool {
 }
 
 func (p *Plane) reconcileNeighbors(np *netPlan, e epPlan) error {
-	have, err := p.nl.Neighbors(e.ep.Netns, e.ifname)
-	if err != nil {
-		return fmt.Errorf("list neighbours of %s in %s: %w", e.ifname, e.ep.Netns, err)
+	return p.reconcileNeighborsOf(e.ep.Netns, e.ifname, e.ep.Addr.Addr(), np.neighbors)
+}
+
+// reconcileNeighborsOf makes the permanent neighbour entries of dev in netns ("" the host's)
+// be neighbors, less own.
+func (p *Plane) reconcileNeighborsOf(netns, dev string, own netip.Addr, neighbors []Neighbor) error {
+	where := netns
+	if where == "" {
+		where = "host"
 	}
-	own := e.ep.Addr.Addr()
+	have, err := p.nl.Neighbors(netns, dev)
+	if err != nil {
+		return fmt.Errorf("list neighbours of %s in %s: %w", dev, where, err)
+	}
 	want := map[netip.Addr]net.HardwareAddr{}
-	for _, n := range np.neighbors {
+	for _, n := range neighbors {
 		if n.IP != own {
 			want[n.IP] = n.MAC
 		}
@@ -581,18 +649,18 @@ func (p *Plane) reconcileNeighbors(np *netPlan, e epPlan) error {
 			ok[n.IP] = bytes.Equal(mac, n.MAC)
 			continue // a wrong MAC is replaced below
 		}
-		p.log.Debug("removing neighbour", "netns", e.ep.Netns, "ip", n.IP)
-		if err := p.nl.DeleteNeighbor(e.ep.Netns, e.ifname, n); err != nil {
-			errs = append(errs, fmt.Errorf("delete neighbour %s in %s: %w", n.IP, e.ep.Netns, err))
+		p.log.Debug("removing neighbour", "netns", where, "dev", dev, "ip", n.IP)
+		if err := p.nl.DeleteNeighbor(netns, dev, n); err != nil {
+			errs = append(errs, fmt.Errorf("delete neighbour %s in %s: %w", n.IP, where, err))
 		}
 	}
-	for _, n := range np.neighbors {
+	for _, n := range neighbors {
 		if n.IP == own || ok[n.IP] {
 			continue
 		}
-		p.log.Debug("setting neighbour", "netns", e.ep.Netns, "ip", n.IP, "mac", n.MAC.String())
-		if err := p.nl.SetNeighbor(e.ep.Netns, e.ifname, n); err != nil {
-			errs = append(errs, fmt.Errorf("set neighbour %s in %s: %w", n.IP, e.ep.Netns, err))
+		p.log.Debug("setting neighbour", "netns", where, "dev", dev, "ip", n.IP, "mac", n.MAC.String())
+		if err := p.nl.SetNeighbor(netns, dev, n); err != nil {
+			errs = append(errs, fmt.Errorf("set neighbour %s in %s: %w", n.IP, where, err))
 		}
 	}
 	return errors.Join(errs...)

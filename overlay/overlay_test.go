@@ -514,3 +514,55 @@ func TestMACFor(t *testing.T) {
 		}
 	}
 }
+
+func TestReconcileHostAddr(t *testing.T) {
+	p, f, rec := setup(t)
+	ingress := net1
+	ingress.HostAddr = netip.MustParsePrefix("10.1.0.9/24")
+	macH := "02:42:0a:01:00:09"
+	d := overlay.Desired{Networks: []overlay.Network{ingress}, Peers: []overlay.Peer{peer}}
+	reconcile(t, p, d)
+	assertCalls(t, rec,
+		"AddBridge shb4097 mtu=1450",
+		"AddVXLAN shv4097 vni=4097 local=10.0.0.1 port=4789 learning=false mtu=1450 master=shb4097",
+		"SetFDB shv4097 "+macP+" -> 10.0.0.2",
+		"SetHardwareAddr shb4097 "+macH,
+		"AddLinkAddr shb4097 10.1.0.9/24",
+		"SetNeighbor :shb4097 10.1.0.4 "+macP,
+	)
+	reconcile(t, p, d)
+	assertCalls(t, rec)
+
+	// A local task gets the host's address as a neighbour; the host gets the task's.
+	d.Endpoints = []overlay.Endpoint{epA}
+	reconcile(t, p, d)
+	if got, want := f.NeighborsOf(epA.Netns, "eth0"), []string{"10.1.0.4 " + macP, "10.1.0.9 " + macH}; !slices.Equal(got, want) {
+		t.Errorf("neighbours of task A: got %v, want %v", got, want)
+	}
+	if got, want := f.NeighborsOf("", "shb4097"), []string{"10.1.0.2 " + macA, "10.1.0.4 " + macP}; !slices.Equal(got, want) {
+		t.Errorf("neighbours of the bridge: got %v, want %v", got, want)
+	}
+	if got, want := f.LinkAddrsOf("shb4097"), []netip.Prefix{ingress.HostAddr}; !slices.Equal(got, want) {
+		t.Errorf("bridge addresses: got %v, want %v", got, want)
+	}
+
+	// The address goes while the task stays: the bridge keeps no address in the subnet.
+	d.Networks = []overlay.Network{net1}
+	rec.Reset()
+	reconcile(t, p, d)
+	assertCalls(t, rec, "DeleteLinkAddr shb4097 10.1.0.9/24", "DeleteNeighbor /run/netns/a:eth0 10.1.0.9 "+macH)
+
+	// Neither task nor address: nothing is left.
+	reconcile(t, p, overlay.Desired{Networks: []overlay.Network{ingress}})
+	reconcile(t, p, overlay.Desired{Networks: []overlay.Network{net1}})
+	if got := f.LinkNames(); len(got) != 0 {
+		t.Errorf("host links: got %v, want none", got)
+	}
+
+	// An address outside the subnet is refused.
+	bad := net1
+	bad.HostAddr = netip.MustParsePrefix("10.9.0.9/24")
+	if err := p.Reconcile(overlay.Desired{Networks: []overlay.Network{bad}}); !errors.Is(err, overlay.ErrInvalid) {
+		t.Errorf("host address outside the subnet: got %v, want ErrInvalid", err)
+	}
+}

@@ -87,6 +87,21 @@ func (r *Recorder) DeleteFDB(dev string, e overlay.FDBEntry) error {
 	return r.Netlink.DeleteFDB(dev, e)
 }
 
+func (r *Recorder) SetHardwareAddr(name string, mac net.HardwareAddr) error {
+	r.record("SetHardwareAddr %s %s", name, mac)
+	return r.Netlink.SetHardwareAddr(name, mac)
+}
+
+func (r *Recorder) AddLinkAddr(name string, addr netip.Prefix) error {
+	r.record("AddLinkAddr %s %s", name, addr)
+	return r.Netlink.AddLinkAddr(name, addr)
+}
+
+func (r *Recorder) DeleteLinkAddr(name string, addr netip.Prefix) error {
+	r.record("DeleteLinkAddr %s %s", name, addr)
+	return r.Netlink.DeleteLinkAddr(name, addr)
+}
+
 func (r *Recorder) ConfigureIface(netns, name string, want overlay.Iface) error {
 	r.record("ConfigureIface %s:%s name=%s mac=%s mtu=%d addrs=%v up=%t", netns, name, want.Name, want.MAC, want.MTU, want.Addrs, want.Up)
 	return r.Netlink.ConfigureIface(netns, name, want)
@@ -117,6 +132,8 @@ type Fake struct {
 type hostLink struct {
 	overlay.Link
 	peerNetns, peer string // veth: where the other end is
+	addrs           []netip.Prefix
+	neighs          []overlay.Neighbor
 }
 
 type fakeNetns struct {
@@ -419,6 +436,91 @@ func (f *Fake) PutFDB(dev string, e overlay.FDBEntry) {
 	f.fdb[dev] = append(f.fdb[dev], e)
 }
 
+func (f *Fake) SetHardwareAddr(name string, mac net.HardwareAddr) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failing("SetHardwareAddr"); err != nil {
+		return err
+	}
+	l, err := f.get(name)
+	if err != nil {
+		return err
+	}
+	l.MAC = slices.Clone(mac)
+	return nil
+}
+
+func (f *Fake) LinkAddrs(name string) ([]netip.Prefix, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	l, err := f.get(name)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Clone(l.addrs), nil
+}
+
+func (f *Fake) AddLinkAddr(name string, addr netip.Prefix) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failing("AddLinkAddr"); err != nil {
+		return err
+	}
+	l, err := f.get(name)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(l.addrs, addr) {
+		l.addrs = append(l.addrs, addr)
+	}
+	return nil
+}
+
+func (f *Fake) DeleteLinkAddr(name string, addr netip.Prefix) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failing("DeleteLinkAddr"); err != nil {
+		return err
+	}
+	l, err := f.get(name)
+	if err != nil {
+		return err
+	}
+	before := len(l.addrs)
+	l.addrs = slices.DeleteFunc(l.addrs, func(a netip.Prefix) bool { return a == addr })
+	if len(l.addrs) == before {
+		return errors.New("address: cannot assign requested address")
+	}
+	return nil
+}
+
+// LinkAddrsOf returns the addresses of a host link.
+func (f *Fake) LinkAddrsOf(name string) []netip.Prefix {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if l, ok := f.links[name]; ok {
+		return slices.Clone(l.addrs)
+	}
+	return nil
+}
+
+// neighList returns get and set for the neighbours of dev in the namespace at path ("" is
+// the host's).
+func (f *Fake) neighList(path, dev string) (func() []overlay.Neighbor, func([]overlay.Neighbor), error) {
+	if path == "" {
+		l, err := f.get(dev)
+		if err != nil {
+			return nil, nil, err
+		}
+		return func() []overlay.Neighbor { return l.neighs }, func(n []overlay.Neighbor) { l.neighs = n }, nil
+	}
+	ns, _, err := f.iface(path, dev)
+	if err != nil {
+		return nil, nil, err
+	}
+	return func() []overlay.Neighbor { return ns.neighs[dev] }, func(n []overlay.Neighbor) { ns.neighs[dev] = n }, nil
+}
+
 func (f *Fake) iface(path, name string) (*fakeNetns, *overlay.Iface, error) {
 	ns, ok := f.netns[path]
 	if !ok {
@@ -480,11 +582,11 @@ func (f *Fake) ConfigureIface(path, name string, want overlay.Iface) error {
 func (f *Fake) Neighbors(path, dev string) ([]overlay.Neighbor, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	ns, _, err := f.iface(path, dev)
+	get, _, err := f.neighList(path, dev)
 	if err != nil {
 		return nil, err
 	}
-	return slices.Clone(ns.neighs[dev]), nil
+	return slices.Clone(get()), nil
 }
 
 func (f *Fake) SetNeighbor(path, dev string, n overlay.Neighbor) error {
@@ -493,17 +595,18 @@ func (f *Fake) SetNeighbor(path, dev string, n overlay.Neighbor) error {
 	if err := f.failing("SetNeighbor"); err != nil {
 		return err
 	}
-	ns, _, err := f.iface(path, dev)
+	get, set, err := f.neighList(path, dev)
 	if err != nil {
 		return err
 	}
-	for i, o := range ns.neighs[dev] {
+	list := get()
+	for i, o := range list {
 		if o.IP == n.IP {
-			ns.neighs[dev][i] = n
+			list[i] = n
 			return nil
 		}
 	}
-	ns.neighs[dev] = append(ns.neighs[dev], n)
+	set(append(list, n))
 	return nil
 }
 
@@ -513,28 +616,31 @@ func (f *Fake) DeleteNeighbor(path, dev string, n overlay.Neighbor) error {
 	if err := f.failing("DeleteNeighbor"); err != nil {
 		return err
 	}
-	ns, _, err := f.iface(path, dev)
+	get, set, err := f.neighList(path, dev)
 	if err != nil {
 		return err
 	}
-	before := len(ns.neighs[dev])
-	ns.neighs[dev] = slices.DeleteFunc(ns.neighs[dev], func(o overlay.Neighbor) bool { return o.IP == n.IP })
-	if len(ns.neighs[dev]) == before {
+	list := get()
+	before := len(list)
+	list = slices.DeleteFunc(list, func(o overlay.Neighbor) bool { return o.IP == n.IP })
+	if len(list) == before {
 		return errors.New("neighbour: no such file or directory")
 	}
+	set(list)
 	return nil
 }
 
-// NeighborsOf returns "IP MAC" lines for a link in a task namespace, sorted.
+// NeighborsOf returns "IP MAC" lines for a link in a task namespace ("" for a host link),
+// sorted.
 func (f *Fake) NeighborsOf(path, dev string) []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	ns, ok := f.netns[path]
-	if !ok {
+	get, _, err := f.neighList(path, dev)
+	if err != nil {
 		return nil
 	}
 	var res []string
-	for _, n := range ns.neighs[dev] {
+	for _, n := range get() {
 		res = append(res, n.IP.String()+" "+n.MAC.String())
 	}
 	slices.Sort(res)
