@@ -109,12 +109,27 @@ type NetworkState struct {
 	Networks []*Network       `json:"networks,omitempty"`
 	Peers    []NetworkPeer    `json:"peers,omitempty"`
 	Services []ServiceNetwork `json:"services,omitempty"`
+	// IngressAddr is this node's address (a CIDR) on the ingress network,
+	// which is then among Networks; "" while it has none.
+	IngressAddr string `json:"ingress_addr,omitempty"`
+	// Published are the ports every node publishes, with their backends.
+	Published []PublishedPort `json:"published,omitempty"`
 }
 
-// NetworkPeer is one task's attachment as other nodes see it.
+// PublishedPort is a port published on every node and the running tasks
+// behind it.
+type PublishedPort struct {
+	PortConfig
+	// Backends are the ingress addresses (CIDRs) of the service's running tasks.
+	Backends []string `json:"backends,omitempty"`
+}
+
+// NetworkPeer is one task's attachment as other nodes see it, or a node's
+// own ingress address (TaskID empty, NodeID set).
 type NetworkPeer struct {
 	NetworkAttachment
 	TaskID string `json:"task_id"`
+	NodeID string `json:"node_id,omitempty"`
 	// NodeAddr is the underlay (VTEP) address of the task's node.
 	NodeAddr string `json:"node_addr"`
 }

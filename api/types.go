@@ -51,6 +51,9 @@ type Node struct {
 	Status      NodeStatus      `json:"status"`
 	Description NodeDescription `json:"description"`
 	Endpoints   Endpoints       `json:"endpoints"`
+	// IngressAddr is the node's own address (a CIDR) on the ingress network,
+	// given by the allocator, so that every node carries the routing mesh.
+	IngressAddr string `json:"ingress_addr,omitempty"`
 }
 
 // NodeSpec is what operators set on a node.

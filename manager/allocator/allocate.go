@@ -84,18 +84,22 @@ type Plan struct {
 	Services []*api.Service
 	// Tasks are changed copies of pending tasks with new Networks (Meta.Version as read).
 	Tasks []*api.Task
+	// Nodes are changed copies of nodes with a new IngressAddr (Meta.Version as read).
+	Nodes []*api.Node
 	// Failures are the services and tasks that could not get all their addresses.
 	Failures []Failure
 }
 
 // Empty reports whether the plan writes nothing.
-func (p Plan) Empty() bool { return len(p.Services) == 0 && len(p.Tasks) == 0 }
+func (p Plan) Empty() bool { return len(p.Services) == 0 && len(p.Tasks) == 0 && len(p.Nodes) == 0 }
 
-// Failure is a service or task left without an address it needs.
+// Failure is a service, task or node left without an address it needs.
 type Failure struct {
 	ServiceID string
 	// TaskID is empty for a service's virtual IP.
 	TaskID string
+	// NodeID is set, alone, for a node's ingress address.
+	NodeID string
 	Err    error
 }
 
@@ -115,15 +119,17 @@ func allocatable(t *api.Task) bool {
 	return t.Status.State.Before(api.TaskAssigned) && t.DesiredState == api.TaskRunning
 }
 
-// Allocate computes the virtual IPs of every service and the attachments of
-// every task not scheduled yet, from the state alone: the addresses in use
-// are those of tasks that hold them (HoldsAddresses) and of services' VIPs,
-// so addresses of finished or deleted tasks and of removed services are free
-// again. Existing valid allocations are kept; new ones take the lowest free
-// address of the subnet after the gateway. Services and tasks are visited
-// in ID order, so the plan depends on the state only. Allocate does not
-// change its arguments.
-func Allocate(networks []*api.Network, services []*api.Service, tasks []*api.Task) Plan {
+// Allocate computes the virtual IPs of every service, the attachments of
+// every task not scheduled yet and the ingress address of every node, from
+// the state alone: the addresses in use are those of tasks that hold them
+// (HoldsAddresses), of services' VIPs and of nodes, so addresses of finished
+// or deleted tasks, of removed services and of removed nodes are free again.
+// Existing valid allocations are kept; new ones take the lowest free address
+// of the subnet after the gateway. A node gets an ingress address once it is
+// ready and keeps it while it exists; none while there is no ingress
+// network. Services, tasks and nodes are visited in ID order, so the plan
+// depends on the state only. Allocate does not change its arguments.
+func Allocate(networks []*api.Network, services []*api.Service, tasks []*api.Task, nodes []*api.Node) Plan {
 	idx := NewIndex(networks, services)
 	pools := make(map[string]*pool, len(networks))
 	for _, n := range networks {
@@ -148,6 +154,19 @@ func Allocate(networks []*api.Network, services []*api.Service, tasks []*api.Tas
 						p.used[addr] = true
 					}
 				}
+			}
+		}
+	}
+
+	// Then the nodes' ingress addresses that stay.
+	nodes = sortedByID(nodes, func(n *api.Node) string { return n.ID })
+	ingress := pools[idx.IngressID()]
+	nodeKept := make([]netip.Addr, len(nodes))
+	if ingress != nil {
+		for i, n := range nodes {
+			if addr, ok := ingress.parse(n.IngressAddr); ok && !ingress.used[addr] {
+				ingress.used[addr] = true
+				nodeKept[i] = addr
 			}
 		}
 	}
@@ -258,6 +277,27 @@ func Allocate(networks []*api.Network, services []*api.Service, tasks []*api.Tas
 			c := *t
 			c.Networks = atts
 			plan.Tasks = append(plan.Tasks, &c)
+		}
+	}
+	for i, n := range nodes {
+		var want string
+		switch {
+		case ingress == nil:
+		case nodeKept[i].IsValid():
+			want = netip.PrefixFrom(nodeKept[i], ingress.prefix.Bits()).String()
+		case n.Status.State == api.NodeStateReady:
+			addr, ok := ingress.take()
+			if !ok {
+				plan.Failures = append(plan.Failures, Failure{NodeID: n.ID,
+					Err: fmt.Errorf("ingress address: network %s (%s): %w", ingress.name, ingress.prefix, ErrNoAddress)})
+				continue
+			}
+			want = netip.PrefixFrom(addr, ingress.prefix.Bits()).String()
+		}
+		if want != n.IngressAddr {
+			c := *n
+			c.IngressAddr = want
+			plan.Nodes = append(plan.Nodes, &c)
 		}
 	}
 	return plan

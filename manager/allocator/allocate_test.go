@@ -263,7 +263,7 @@ func TestAllocate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			plan := Allocate(fixtureNetworks(), tt.services, tt.tasks)
+			plan := Allocate(fixtureNetworks(), tt.services, tt.tasks, nil)
 			got, failed := summary(t, plan)
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got writes %v, want %v", got, tt.want)
@@ -286,7 +286,7 @@ func TestAllocateFailureErrors(t *testing.T) {
 	for i := range 6 {
 		tasks = append(tasks, task(fmt.Sprintf("t%d", i), "s", api.TaskPending, ""))
 	}
-	plan := Allocate(fixtureNetworks(), services, tasks)
+	plan := Allocate(fixtureNetworks(), services, tasks, nil)
 	if len(plan.Failures) != 1 || !errors.Is(plan.Failures[0].Err, ErrNoAddress) {
 		t.Fatalf("got failures %+v, want one wrapping %v", plan.Failures, ErrNoAddress)
 	}
@@ -296,7 +296,7 @@ func TestAllocateNoIngress(t *testing.T) {
 	networks := fixtureNetworks()[:3]
 	services := []*api.Service{svc("web", []string{"a"}, publish)}
 	tasks := []*api.Task{task("t1", "web", api.TaskPending, "")}
-	got, failed := summary(t, Allocate(networks, services, tasks))
+	got, failed := summary(t, Allocate(networks, services, tasks, nil))
 	if want := map[string]string{"web": "a=10.0.1.2/24"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("got writes %v, want %v", got, want)
 	}
@@ -338,7 +338,7 @@ func TestAllocateIsStableAndDeterministic(t *testing.T) {
 		tasks = append(tasks, task(fmt.Sprintf("t%02d", i), s, api.TaskPending, ""))
 	}
 	tasks = append(tasks, task("old", "db", api.TaskRunning, "b=10.0.2.9/24"))
-	first := Allocate(networks, services, tasks)
+	first := Allocate(networks, services, tasks, nil)
 	wantWrites, _ := summary(t, first)
 
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -347,7 +347,7 @@ func TestAllocateIsStableAndDeterministic(t *testing.T) {
 		rng.Shuffle(len(n), func(i, j int) { n[i], n[j] = n[j], n[i] })
 		rng.Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] })
 		rng.Shuffle(len(tk), func(i, j int) { tk[i], tk[j] = tk[j], tk[i] })
-		got, _ := summary(t, Allocate(n, s, tk))
+		got, _ := summary(t, Allocate(n, s, tk, nil))
 		if !reflect.DeepEqual(got, wantWrites) {
 			t.Fatalf("shuffled input: got %v, want %v", got, wantWrites)
 		}
@@ -355,7 +355,7 @@ func TestAllocateIsStableAndDeterministic(t *testing.T) {
 
 	// Applied, the plan leaves nothing to do; every address is unique.
 	svcs, tks := apply(services, tasks, first)
-	if again := Allocate(networks, svcs, tks); !again.Empty() || len(again.Failures) != 0 {
+	if again := Allocate(networks, svcs, tks, nil); !again.Empty() || len(again.Failures) != 0 {
 		t.Fatalf("second pass: got %+v, want nothing to do", again)
 	}
 	seen := map[string]string{}
@@ -394,17 +394,17 @@ func TestReuseAfterFree(t *testing.T) {
 		tasks = append(tasks, task(fmt.Sprintf("t%d", i), "s", api.TaskRunning, fmt.Sprintf("tiny=10.0.3.%d/29", i+2)))
 	}
 	tasks = append(tasks, task("wait", "s", api.TaskPending, ""))
-	if p := Allocate(networks, services, tasks); len(p.Failures) != 1 {
+	if p := Allocate(networks, services, tasks, nil); len(p.Failures) != 1 {
 		t.Fatalf("full subnet: got %+v, want the pending task to wait", p)
 	}
 	// t2 (10.0.3.4) fails: its address goes to the waiting task.
 	tasks[2].Status.State = api.TaskFailed
-	got, failed := summary(t, Allocate(networks, services, tasks))
+	got, failed := summary(t, Allocate(networks, services, tasks, nil))
 	if want := map[string]string{"wait": "tiny=10.0.3.4/29"}; !reflect.DeepEqual(got, want) || len(failed) != 0 {
 		t.Fatalf("got %v, %v, want %v", got, failed, want)
 	}
 	// Deleted tasks free theirs too.
-	got, _ = summary(t, Allocate(networks, services, append(slices.Clone(tasks[1:2]), tasks[5])))
+	got, _ = summary(t, Allocate(networks, services, append(slices.Clone(tasks[1:2]), tasks[5]), nil))
 	if want := map[string]string{"wait": "tiny=10.0.3.2/29"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
@@ -438,4 +438,89 @@ func TestReady(t *testing.T) {
 	if got := idx.IngressID(); got != "ing" {
 		t.Errorf("got ingress %q, want ing", got)
 	}
+}
+
+func node(id string, state api.NodeState, ingress string) *api.Node {
+	return &api.Node{ID: id, Status: api.NodeStatus{State: state}, IngressAddr: ingress}
+}
+
+func TestAllocateNodeIngress(t *testing.T) {
+	tests := []struct {
+		name     string
+		networks []*api.Network
+		tasks    []*api.Task
+		nodes    []*api.Node
+		want     map[string]string // node ID -> IngressAddr written
+	}{
+		{
+			name:  "ready nodes get the lowest free addresses after tasks' and VIPs' (s gets .3)",
+			tasks: []*api.Task{task("t1", "s", api.TaskRunning, "ing=10.255.0.2/16")},
+			nodes: []*api.Node{node("n2", api.NodeStateReady, ""), node("n1", api.NodeStateReady, "")},
+			want:  map[string]string{"n1": "10.255.0.4/16", "n2": "10.255.0.5/16"},
+		},
+		{
+			name:  "a node keeps its address, even down; a node not ready yet gets none",
+			nodes: []*api.Node{node("n1", api.NodeStateDown, "10.255.0.9/16"), node("n2", api.NodeStateUnknown, "")},
+			want:  map[string]string{},
+		},
+		{
+			name:  "a node's address is not given to a pending task",
+			tasks: []*api.Task{task("t1", "p", api.TaskPending, "")},
+			nodes: []*api.Node{node("n1", api.NodeStateReady, "10.255.0.2/16")},
+			want:  map[string]string{},
+		},
+		{
+			name:  "an address held by a task or another node, or outside the subnet, is replaced",
+			tasks: []*api.Task{task("t1", "s", api.TaskRunning, "ing=10.255.0.2/16")},
+			nodes: []*api.Node{node("n1", api.NodeStateReady, "10.255.0.2/16"), node("n2", api.NodeStateReady, "10.255.0.2/16"), node("n3", api.NodeStateReady, "10.0.1.5/24")},
+			want:  map[string]string{"n1": "10.255.0.4/16", "n2": "10.255.0.5/16", "n3": "10.255.0.6/16"},
+		},
+		{
+			name:     "without an ingress network nodes hold none",
+			networks: fixtureNetworks()[:3],
+			nodes:    []*api.Node{node("n1", api.NodeStateReady, "10.255.0.2/16"), node("n2", api.NodeStateReady, "")},
+			want:     map[string]string{"n1": ""},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			networks := tt.networks
+			if networks == nil {
+				networks = fixtureNetworks()
+			}
+			services := []*api.Service{svc("s", nil, publish), svc("p", nil, publish, vips("ing=10.255.0.7/16"))}
+			plan := Allocate(networks, services, tt.tasks, tt.nodes)
+			got := map[string]string{}
+			for _, n := range plan.Nodes {
+				got[n.ID] = n.IngressAddr
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("nodes: got %v, want %v", got, tt.want)
+			}
+			for _, tk := range plan.Tasks {
+				for _, n := range tt.nodes {
+					if len(tk.Networks) > 0 && tk.Networks[0].Addr == n.IngressAddr {
+						t.Errorf("task %s got node %s's address %s", tk.ID, n.ID, n.IngressAddr)
+					}
+				}
+			}
+			again := Allocate(networks, services, tt.tasks, applyNodes(tt.nodes, plan.Nodes))
+			if len(again.Nodes) != 0 {
+				t.Errorf("second pass: got %d node changes, want none", len(again.Nodes))
+			}
+		})
+	}
+}
+
+// applyNodes returns nodes with the planned copies in place of their originals.
+func applyNodes(nodes, planned []*api.Node) []*api.Node {
+	out := slices.Clone(nodes)
+	for i, n := range out {
+		for _, p := range planned {
+			if p.ID == n.ID {
+				out[i] = p
+			}
+		}
+	}
+	return out
 }

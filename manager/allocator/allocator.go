@@ -118,7 +118,7 @@ func relevant(ev store.Event) bool {
 	}
 	for _, c := range ev.Changes {
 		switch c.Kind {
-		case store.KindNetwork, store.KindService, store.KindTask:
+		case store.KindNetwork, store.KindService, store.KindTask, store.KindNode:
 			return true
 		}
 	}
@@ -132,10 +132,15 @@ func (a *Allocator) Pass(ctx context.Context) error {
 	var networks []*api.Network
 	var services []*api.Service
 	var tasks []*api.Task
+	var nodes []*api.Node
 	a.store.View(func(tx store.ReadTx) {
-		networks, services, tasks = tx.Networks(), tx.Services(), tx.Tasks()
+		networks, services, tasks, nodes = tx.Networks(), tx.Services(), tx.Tasks(), tx.Nodes()
 	})
-	plan := Allocate(networks, services, tasks)
+	plan := Allocate(networks, services, tasks, nodes)
+	nodesBefore := make(map[string]string, len(nodes))
+	for _, n := range nodes {
+		nodesBefore[n.ID] = n.IngressAddr
+	}
 	before := make(map[string][]api.NetworkAttachment, len(plan.Tasks))
 	for _, t := range tasks {
 		before[t.ID] = t.Networks
@@ -143,6 +148,10 @@ func (a *Allocator) Pass(ctx context.Context) error {
 
 	failed := make(map[string]string)
 	for _, f := range plan.Failures {
+		if f.NodeID != "" {
+			a.log.Warn("no ingress address for node", "node", f.NodeID, "err", f.Err)
+			continue
+		}
 		if f.TaskID == "" {
 			a.log.Warn("no virtual IP for service", "service", f.ServiceID, "err", f.Err)
 			continue
@@ -174,6 +183,20 @@ func (a *Allocator) Pass(ctx context.Context) error {
 				cur.Status.Err = ""
 			}
 			return n, tx.PutTask(cur)
+		})
+	}
+	for _, n := range plan.Nodes {
+		writes = append(writes, func(tx *store.Tx) (int, error) {
+			cur := tx.Node(n.ID)
+			if cur == nil || cur.IngressAddr != nodesBefore[n.ID] {
+				return 0, nil
+			}
+			cur.IngressAddr = n.IngressAddr
+			allocated := 0
+			if n.IngressAddr != "" {
+				allocated = 1
+			}
+			return allocated, tx.PutNode(cur)
 		})
 	}
 	// Tell the user why a task waits, once.
@@ -213,7 +236,7 @@ func (a *Allocator) Pass(ctx context.Context) error {
 		a.m.allocated.Add(float64(allocated))
 	}
 	if !plan.Empty() {
-		a.log.Debug("allocated", "services", len(plan.Services), "tasks", len(plan.Tasks), "failures", len(plan.Failures))
+		a.log.Debug("allocated", "services", len(plan.Services), "tasks", len(plan.Tasks), "nodes", len(plan.Nodes), "failures", len(plan.Failures))
 	}
 	return nil
 }

@@ -141,7 +141,7 @@ func TestPassLeavesChangedTasks(t *testing.T) {
 	var services []*api.Service
 	var tasks []*api.Task
 	h.st.View(func(tx store.ReadTx) { networks, services, tasks = tx.Networks(), tx.Services(), tx.Tasks() })
-	if p := Allocate(networks, services, tasks); len(p.Tasks) != 1 {
+	if p := Allocate(networks, services, tasks, nil); len(p.Tasks) != 1 {
 		t.Fatalf("got %+v, want t1 planned", p)
 	}
 	h.update(t, func(tx *store.Tx) error {
