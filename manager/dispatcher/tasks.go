@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/shoal-dev/shoal/api"
@@ -26,7 +27,7 @@ func (d *Dispatcher) Assignments(ctx context.Context, nodeID string, since uint6
 	}
 	read := func(tx store.ReadTx) (api.Assignments, bool) {
 		out := api.Assignments{Index: d.cfg.Store.Index(), Tasks: tx.TasksOnNode(nodeID)}
-		out.Network = networkState(tx, out.Tasks)
+		out.Network = networkState(tx, nodeID, out.Tasks)
 		out.NetworkSum = sum(out.Network)
 		changed := since == 0 || out.NetworkSum != networkSum
 		for _, t := range out.Tasks {
@@ -69,8 +70,11 @@ func live(t *api.Task) bool {
 	return t.DesiredState == api.TaskRunning && !t.Status.State.Terminal() && t.NodeID != ""
 }
 
-// networkState gathers what a node needs for the networks its tasks join.
-func networkState(tx store.ReadTx, local []*api.Task) api.NetworkState {
+// networkState gathers what node nodeID needs for the networks its tasks
+// join and, once it has an ingress address, for the routing mesh: the
+// ingress network, every node's ingress address as a peer and the
+// published ports with their backends.
+func networkState(tx store.ReadTx, nodeID string, local []*api.Task) api.NetworkState {
 	var st api.NetworkState
 	joined := map[string]bool{}
 	for _, t := range local {
@@ -81,6 +85,16 @@ func networkState(tx store.ReadTx, local []*api.Task) api.NetworkState {
 			joined[a.NetworkID] = true
 		}
 	}
+	var ingress *api.Network
+	for _, n := range tx.Networks() {
+		if n.Spec.Ingress && (ingress == nil || n.ID < ingress.ID) {
+			ingress = n
+		}
+	}
+	if self := tx.Node(nodeID); self != nil && self.IngressAddr != "" && ingress != nil {
+		joined[ingress.ID] = true
+		st.IngressAddr = self.IngressAddr
+	}
 	if len(joined) == 0 {
 		return st
 	}
@@ -89,9 +103,20 @@ func networkState(tx store.ReadTx, local []*api.Task) api.NetworkState {
 			st.Networks = append(st.Networks, n)
 		}
 	}
+	mesh := ingress != nil && st.IngressAddr != ""
 	nodeAddr := map[string]string{}
 	for _, n := range tx.Nodes() {
 		nodeAddr[n.ID] = n.Status.Addr
+		if mesh && n.IngressAddr != "" {
+			p, err := netip.ParsePrefix(n.IngressAddr)
+			if err != nil {
+				continue
+			}
+			st.Peers = append(st.Peers, api.NetworkPeer{
+				NetworkAttachment: api.NetworkAttachment{NetworkID: ingress.ID, Addr: n.IngressAddr, MAC: api.MACFromIP(p.Addr())},
+				NodeID:            n.ID, NodeAddr: n.Status.Addr,
+			})
+		}
 	}
 	backends := map[string][]api.NetworkAttachment{}
 	for _, t := range tx.Tasks() {
@@ -105,6 +130,19 @@ func networkState(tx store.ReadTx, local []*api.Task) api.NetworkState {
 			st.Peers = append(st.Peers, api.NetworkPeer{NetworkAttachment: a, TaskID: t.ID, NodeAddr: nodeAddr[t.NodeID]})
 			if t.Status.State == api.TaskRunning {
 				backends[t.ServiceID] = append(backends[t.ServiceID], a)
+			}
+		}
+	}
+	if mesh {
+		for _, svc := range tx.Services() {
+			var addrs []string
+			for _, a := range backends[svc.ID] {
+				if a.NetworkID == ingress.ID {
+					addrs = append(addrs, a.Addr)
+				}
+			}
+			for _, p := range svc.Spec.Endpoint.Ports {
+				st.Published = append(st.Published, api.PublishedPort{PortConfig: p, Backends: addrs})
 			}
 		}
 	}

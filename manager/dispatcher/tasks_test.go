@@ -3,6 +3,7 @@ package dispatcher_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -150,5 +151,62 @@ func TestAssignments(t *testing.T) {
 	cancel()
 	if _, err := f.d.Assignments(ctx, "n1", f.store.Index(), got.NetworkSum); !errors.Is(err, context.Canceled) {
 		t.Errorf("got %v for a cancelled poll, want context.Canceled", err)
+	}
+}
+
+func TestAssignmentsIngress(t *testing.T) {
+	f := newFixture(t)
+	f.run()
+	ing := &api.Network{ID: "ing", Spec: api.NetworkSpec{Name: "ingress", Subnet: "10.255.0.0/16", Ingress: true}, VNI: 4096, Gateway: "10.255.0.1"}
+	web := &api.Service{ID: "s1", Spec: api.ServiceSpec{Name: "web", Endpoint: api.EndpointSpec{Ports: []api.PortConfig{{Published: 8080, Target: 80, Protocol: api.ProtocolTCP}}}}}
+	nodes := []*api.Node{
+		{ID: "n1", Status: api.NodeStatus{State: api.NodeStateReady, Addr: "192.168.0.1"}, IngressAddr: "10.255.0.10/16"},
+		{ID: "n2", Status: api.NodeStatus{State: api.NodeStateReady, Addr: "192.168.0.2"}, IngressAddr: "10.255.0.11/16"},
+		{ID: "n3", Status: api.NodeStatus{State: api.NodeStateReady, Addr: "192.168.0.3"}},
+	}
+	att := api.NetworkAttachment{NetworkID: "ing", Addr: "10.255.0.2/16", MAC: "02:42:0a:ff:00:02"}
+	task := &api.Task{ID: "t1", ServiceID: "s1", NodeID: "n1", DesiredState: api.TaskRunning,
+		Status: api.TaskStatus{State: api.TaskRunning}, Networks: []api.NetworkAttachment{att}}
+	err := f.store.Update(context.Background(), func(tx *store.Tx) error {
+		for _, n := range nodes {
+			if err := tx.PutNode(n); err != nil {
+				return err
+			}
+		}
+		return errors.Join(tx.PutNetwork(ing), tx.PutService(web), tx.PutTask(task))
+	})
+	if err != nil {
+		t.Fatalf("put state: %v", err)
+	}
+
+	// n2 runs no task of web, yet it carries the mesh.
+	got, err := f.d.Assignments(context.Background(), "n2", 0, "")
+	if err != nil {
+		t.Fatalf("Assignments: %v", err)
+	}
+	st := got.Network
+	if len(st.Networks) != 1 || st.Networks[0].ID != "ing" || st.IngressAddr != "10.255.0.11/16" {
+		t.Errorf("got networks %v and ingress address %q, want [ing] and 10.255.0.11/16", st.Networks, st.IngressAddr)
+	}
+	wantPeers := []api.NetworkPeer{
+		{NetworkAttachment: api.NetworkAttachment{NetworkID: "ing", Addr: "10.255.0.10/16", MAC: "02:42:0a:ff:00:0a"}, NodeID: "n1", NodeAddr: "192.168.0.1"},
+		{NetworkAttachment: api.NetworkAttachment{NetworkID: "ing", Addr: "10.255.0.11/16", MAC: "02:42:0a:ff:00:0b"}, NodeID: "n2", NodeAddr: "192.168.0.2"},
+		{NetworkAttachment: att, TaskID: "t1", NodeAddr: "192.168.0.1"},
+	}
+	if !reflect.DeepEqual(st.Peers, wantPeers) {
+		t.Errorf("peers: got %+v, want %+v", st.Peers, wantPeers)
+	}
+	wantPub := []api.PublishedPort{{PortConfig: web.Spec.Endpoint.Ports[0], Backends: []string{"10.255.0.2/16"}}}
+	if !reflect.DeepEqual(st.Published, wantPub) {
+		t.Errorf("published: got %+v, want %+v", st.Published, wantPub)
+	}
+
+	// A node without an ingress address has nothing to wire.
+	got, err = f.d.Assignments(context.Background(), "n3", 0, "")
+	if err != nil {
+		t.Fatalf("Assignments: %v", err)
+	}
+	if !reflect.DeepEqual(got.Network, api.NetworkState{}) {
+		t.Errorf("n3: got %+v, want an empty network state", got.Network)
 	}
 }
