@@ -42,6 +42,10 @@ type Network struct {
 	prepared  map[string]*api.Task // created here, maybe not yet in the assignments
 	resolvers map[string]*dns.Resolver
 	rules     map[string]string // task ID -> the LB rules last applied, as text
+	// ingress is the published-port rules last applied in the host
+	// namespace, as text; ingressSet is false until the first apply.
+	ingress    string
+	ingressSet bool
 }
 
 // NewNetwork returns the data plane of a node whose underlay address is vtep.
@@ -153,6 +157,9 @@ func (n *Network) applyLocked() error {
 		errs = append(errs, err)
 	}
 	n.table.Set(records(n.state))
+	if err := n.applyIngressLocked(); err != nil {
+		errs = append(errs, err)
+	}
 
 	keep := map[string]bool{}
 	for _, t := range local {
@@ -211,6 +218,80 @@ func (n *Network) applyLocked() error {
 	return errors.Join(errs...)
 }
 
+// applyIngressLocked publishes the ports of the routing mesh in the host
+// namespace: DNAT to the backends' ingress addresses, masqueraded into the
+// ingress subnet, which the host reaches through its address on the bridge.
+func (n *Network) applyIngressLocked() error {
+	ports, subnet, ingressID := ingressPorts(n.state)
+	text := fmt.Sprint(ports, subnet)
+	if n.ingressSet && n.ingress == text {
+		return nil
+	}
+	if len(ports) > 0 {
+		// Forward what prerouting DNATs onto the overlay; let 127.0.0.1 reach the
+		// ports as Docker does on its ingress bridge.
+		if err := writeSysctl("/proc/sys/net/ipv4/ip_forward", "1"); err != nil {
+			return err
+		}
+		vni := uint32(0)
+		for _, nw := range n.state.Networks {
+			if nw.ID == ingressID {
+				vni = nw.VNI
+			}
+		}
+		if err := writeSysctl(filepath.Join("/proc/sys/net/ipv4/conf", n.plane.BridgeName(vni), "route_localnet"), "1"); err != nil {
+			n.log.Debug("route_localnet on the ingress bridge", "err", err)
+		}
+	}
+	if err := lb.ApplyIngress("", ports, subnet); err != nil {
+		return fmt.Errorf("published ports: %w", err)
+	}
+	n.ingress, n.ingressSet = text, true
+	return nil
+}
+
+func writeSysctl(path, value string) error {
+	if b, err := os.ReadFile(path); err == nil && string(b) == value+"\n" {
+		return nil
+	}
+	if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
+		return fmt.Errorf("sysctl %s: %w", path, err)
+	}
+	return nil
+}
+
+// ingressPorts turns the published ports into rules for the host namespace,
+// with the ingress subnet and the ingress network's ID; none while this node
+// has no ingress address.
+func ingressPorts(st api.NetworkState) ([]lb.PublishedPort, netip.Prefix, string) {
+	var subnet netip.Prefix
+	var id string
+	for _, nw := range st.Networks {
+		if nw.Spec.Ingress {
+			subnet, _ = netip.ParsePrefix(nw.Spec.Subnet)
+			id = nw.ID
+			break
+		}
+	}
+	if st.IngressAddr == "" || !subnet.IsValid() {
+		return nil, netip.Prefix{}, ""
+	}
+	var out []lb.PublishedPort
+	for _, p := range st.Published {
+		lp := lb.PublishedPort{Protocol: p.Protocol, Published: p.Published, Target: p.Target}
+		for _, b := range p.Backends {
+			if a, err := netip.ParsePrefix(b); err == nil {
+				lp.Backends = append(lp.Backends, a.Addr())
+			}
+		}
+		out = append(out, lp)
+	}
+	if len(out) == 0 {
+		return nil, netip.Prefix{}, ""
+	}
+	return out, subnet, id
+}
+
 func keepsName(keep map[string]bool, name string) bool {
 	for id := range keep {
 		if netnsName(id) == name {
@@ -238,7 +319,13 @@ func desired(local []*api.Task, st api.NetworkState) (overlay.Desired, error) {
 			continue
 		}
 		gw, _ := netip.ParseAddr(nw.Gateway)
-		d.Networks = append(d.Networks, overlay.Network{ID: nw.ID, VNI: nw.VNI, Subnet: subnet, Gateway: gw})
+		on := overlay.Network{ID: nw.ID, VNI: nw.VNI, Subnet: subnet, Gateway: gw}
+		if nw.Spec.Ingress && st.IngressAddr != "" {
+			if on.HostAddr, err = netip.ParsePrefix(st.IngressAddr); err != nil {
+				errs = append(errs, fmt.Errorf("ingress address %q: %w", st.IngressAddr, err))
+			}
+		}
+		d.Networks = append(d.Networks, on)
 	}
 	for _, t := range local {
 		for i, a := range t.Networks {
