@@ -119,9 +119,13 @@ func (e *Engine) Start() {
 		t.Fatal(err)
 	}
 	// ip netns exec gave the process a mount namespace of its own; go back
-	// to the test's, keeping the network namespace.
-	p := e.Host.StartProgram("nsenter", fmt.Sprintf("--mount=/proc/%d/ns/mnt", os.Getpid()), "--",
-		ctd, "--config", e.cfgPath, "--log-level", "warn")
+	// to the test's (or the host's own, MountNS), keeping the network
+	// namespace.
+	mnt := fmt.Sprintf("/proc/%d/ns/mnt", os.Getpid())
+	if e.Host.MountNS != "" {
+		mnt = e.Host.MountNS
+	}
+	p := e.Host.StartProgram("nsenter", "--mount="+mnt, "--", ctd, "--config", e.cfgPath, "--log-level", "warn")
 	e.mu.Lock()
 	e.proc = p
 	e.procs = append(e.procs, p)
@@ -570,6 +574,8 @@ type EngineCluster struct {
 	Image        string
 	// extraFlags, if set, adds flags to every daemon started on a host.
 	extraFlags func(h *Host) []string
+	// hostSetup, if set, runs on each host before its containerd starts.
+	hostSetup func(h *Host)
 }
 
 // EngineOption changes how NewEngineCluster starts its daemons.
@@ -579,6 +585,11 @@ type EngineOption func(*EngineCluster)
 // h: init, joins, AddWorker and Agent restarts.
 func WithDaemonFlags(flags func(h *Host) []string) EngineOption {
 	return func(c *EngineCluster) { c.extraFlags = flags }
+}
+
+// WithHostSetup runs setup(h) on each host before its containerd starts.
+func WithHostSetup(setup func(h *Host)) EngineOption {
+	return func(c *EngineCluster) { c.hostSetup = setup }
 }
 
 // NewEngineCluster starts, like NewCluster, managers and workers hosts
@@ -602,6 +613,9 @@ func NewEngineCluster(t testing.TB, managers, workers int, opts ...EngineOption)
 	c.Registry = n.AddHost("reg")
 	c.RegistryAddr, c.Image = StartRegistry(c.Registry)
 	for _, h := range c.Hosts() {
+		if c.hostSetup != nil {
+			c.hostSetup(h)
+		}
 		c.Engines[h.Name] = StartEngine(h)
 	}
 
@@ -638,6 +652,9 @@ func (c *EngineCluster) daemonFlags(h *Host) []string {
 func (c *EngineCluster) AddWorker(t testing.TB, name string) *Host {
 	t.Helper()
 	h := c.Net.AddHost(name)
+	if c.hostSetup != nil {
+		c.hostSetup(h)
+	}
 	c.Engines[name] = StartEngine(h)
 	m1 := c.Managers[0]
 	h.Join(c.Token(t, m1, "worker"), m1.IP, c.daemonFlags(h)...)

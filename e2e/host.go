@@ -29,6 +29,9 @@ type Host struct {
 	IP      string
 	DataDir string
 	link    string // switch-side end of the veth pair
+	// MountNS, if set (a /proc/PID/ns/mnt path), is the mount namespace the
+	// host's programs run in, like a machine of its own (see PrivateNetns).
+	MountNS string
 
 	mu    sync.Mutex
 	procs []*Proc

@@ -31,7 +31,11 @@ func startProc(h *Host, logPath, bin string, args []string) (*Proc, error) {
 		return nil, err
 	}
 	defer f.Close()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", h.NS, bin}, args...)...)
+	argv := []string{"netns", "exec", h.NS}
+	if h.MountNS != "" {
+		argv = append(argv, "nsenter", "--mount="+h.MountNS, "--")
+	}
+	cmd := exec.Command("ip", append(append(argv, bin), args...)...)
 	cmd.Stdout, cmd.Stderr = f, f
 	// Setpgid keeps a terminal's ^C away from the daemons (the cleanup
 	// stops them); Pdeathsig kills them if the test process dies.
