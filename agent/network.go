@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/shoal-dev/shoal/api"
@@ -34,7 +35,9 @@ type Network struct {
 	table     *dns.Table
 	upstreams []string
 	dir       string // resolv.conf files
-	log       *slog.Logger
+	// netnsPrefix starts the names of this node's task namespaces.
+	netnsPrefix string
+	log         *slog.Logger
 
 	mu        sync.Mutex
 	tasks     []*api.Task
@@ -48,25 +51,30 @@ type Network struct {
 	ingressSet bool
 }
 
-// NewNetwork returns the data plane of a node whose underlay address is vtep.
-func NewNetwork(vtep netip.Addr, dir string, log *slog.Logger) (*Network, error) {
+// NewNetwork returns the data plane of node nodeID whose underlay address is vtep.
+func NewNetwork(nodeID string, vtep netip.Addr, dir string, log *slog.Logger) (*Network, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("network state dir: %w", err)
 	}
 	log = log.With("component", "network")
 	return &Network{
-		plane:     overlay.New(overlay.Config{VTEP: vtep, Logger: log}, overlay.RealNetlink()),
-		table:     dns.NewTable(),
-		upstreams: dns.HostUpstreams("/etc/resolv.conf"),
-		dir:       dir,
-		log:       log,
-		prepared:  map[string]*api.Task{},
-		resolvers: map[string]*dns.Resolver{},
-		rules:     map[string]string{},
+		plane:       overlay.New(overlay.Config{VTEP: vtep, Logger: log}, overlay.RealNetlink()),
+		table:       dns.NewTable(),
+		upstreams:   dns.HostUpstreams("/etc/resolv.conf"),
+		dir:         dir,
+		netnsPrefix: "shoal-" + nodeID[:min(8, len(nodeID))] + "-",
+		log:         log,
+		prepared:    map[string]*api.Task{},
+		resolvers:   map[string]*dns.Resolver{},
+		rules:       map[string]string{},
 	}, nil
 }
 
-func netnsName(taskID string) string { return "shoal-" + taskID[:min(12, len(taskID))] }
+// netnsName names a task's namespace with this node's prefix, so agents
+// sharing a /run/netns (test hosts on one machine) leave each other's alone.
+func (n *Network) netnsName(taskID string) string {
+	return n.netnsPrefix + taskID[:min(12, len(taskID))]
+}
 
 func (n *Network) resolvConf(taskID string) string {
 	return filepath.Join(n.dir, taskID+".resolv.conf")
@@ -82,7 +90,7 @@ func (n *Network) Prepare(t *api.Task) (string, string, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	// Under the lock, so no concurrent apply removes it as unknown.
-	path, err := overlay.NewTaskNetns(netnsName(t.ID))
+	path, err := overlay.NewTaskNetns(n.netnsName(t.ID))
 	if err != nil {
 		return "", "", err
 	}
@@ -119,7 +127,7 @@ func (n *Network) localLocked() []*api.Task {
 			delete(n.prepared, t.ID)
 			continue
 		}
-		if _, err := os.Stat(overlay.NetnsPath(netnsName(t.ID))); err == nil {
+		if _, err := os.Stat(overlay.NetnsPath(n.netnsName(t.ID))); err == nil {
 			byID[t.ID] = t
 		}
 	}
@@ -149,7 +157,7 @@ func cmpString(a, b string) int {
 func (n *Network) applyLocked() error {
 	local := n.localLocked()
 	var errs []error
-	d, err := desired(local, n.state)
+	d, err := n.desired(local, n.state)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -164,7 +172,7 @@ func (n *Network) applyLocked() error {
 	keep := map[string]bool{}
 	for _, t := range local {
 		keep[t.ID] = true
-		path := overlay.NetnsPath(netnsName(t.ID))
+		path := overlay.NetnsPath(n.netnsName(t.ID))
 		networks := make([]string, len(t.Networks))
 		for i, a := range t.Networks {
 			networks[i] = a.NetworkID
@@ -201,7 +209,7 @@ func (n *Network) applyLocked() error {
 	entries, _ := os.ReadDir(overlay.NetnsDir)
 	for _, e := range entries {
 		name := e.Name()
-		if len(name) <= len("shoal-") || name[:len("shoal-")] != "shoal-" || keepsName(keep, name) {
+		if !strings.HasPrefix(name, n.netnsPrefix) || n.keepsName(keep, name) {
 			continue
 		}
 		if err := overlay.DeleteTaskNetns(name); err != nil {
@@ -292,9 +300,9 @@ func ingressPorts(st api.NetworkState) ([]lb.PublishedPort, netip.Prefix, string
 	return out, subnet, id
 }
 
-func keepsName(keep map[string]bool, name string) bool {
+func (n *Network) keepsName(keep map[string]bool, name string) bool {
 	for id := range keep {
-		if netnsName(id) == name {
+		if n.netnsName(id) == name {
 			return true
 		}
 	}
@@ -309,7 +317,7 @@ func cutSuffix(s, suffix string) (string, bool) {
 }
 
 // desired turns the assignments into the overlay's desired state.
-func desired(local []*api.Task, st api.NetworkState) (overlay.Desired, error) {
+func (n *Network) desired(local []*api.Task, st api.NetworkState) (overlay.Desired, error) {
 	var d overlay.Desired
 	var errs []error
 	for _, nw := range st.Networks {
@@ -337,7 +345,7 @@ func desired(local []*api.Task, st api.NetworkState) (overlay.Desired, error) {
 			mac, _ := net.ParseMAC(a.MAC)
 			d.Endpoints = append(d.Endpoints, overlay.Endpoint{
 				TaskID: t.ID, NetworkID: a.NetworkID, Addr: addr, MAC: mac,
-				Netns: overlay.NetnsPath(netnsName(t.ID)), Ifname: fmt.Sprintf("eth%d", i),
+				Netns: overlay.NetnsPath(n.netnsName(t.ID)), Ifname: fmt.Sprintf("eth%d", i),
 			})
 		}
 	}

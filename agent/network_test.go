@@ -42,7 +42,7 @@ func TestIngressState(t *testing.T) {
 			if !reflect.DeepEqual(ports, tt.wantPorts) || subnet != tt.wantSubnet {
 				t.Errorf("ingressPorts: got %v %v, want %v %v", ports, subnet, tt.wantPorts, tt.wantSubnet)
 			}
-			d, err := desired(nil, tt.st)
+			d, err := (&Network{netnsPrefix: "shoal-n1-"}).desired(nil, tt.st)
 			if err != nil {
 				t.Fatalf("desired: %v", err)
 			}

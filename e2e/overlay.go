@@ -20,10 +20,6 @@ import (
 	"github.com/shoal-dev/shoal/api"
 )
 
-// TaskNetns is the name of the network namespace the agent makes for a task
-// on an overlay network: shoal- and the task ID's first 12 characters.
-func TaskNetns(taskID string) string { return "shoal-" + taskID[:min(12, len(taskID))] }
-
 // netnsDir is where named network namespaces live.
 const netnsDir = "/run/netns"
 
@@ -252,10 +248,4 @@ func (h *Host) Footprint() (OverlayFootprint, error) {
 		f.NFTLines = 0
 	}
 	return f, nil
-}
-
-// NetnsExists says whether h has a named network namespace name.
-func (h *Host) NetnsExists(name string) bool {
-	_, err := os.Stat(filepath.Join(h.NetnsDir(), name))
-	return err == nil
 }

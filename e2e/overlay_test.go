@@ -478,11 +478,6 @@ func TestOverlay(t *testing.T) {
 				}
 			}
 			for _, h := range base {
-				for id := range o.seen {
-					if h.NetnsExists(TaskNetns(id)) {
-						return fmt.Errorf("%s: netns %s of task %s still in %s", h.Name, TaskNetns(id), shortID(id), h.NetnsDir())
-					}
-				}
 				if ns := ShoalNetns(h.NetnsDir()); len(ns) > 0 {
 					return fmt.Errorf("%s: shoal netns left in %s: %v", h.Name, h.NetnsDir(), ns)
 				}

@@ -273,7 +273,7 @@ func (n *Node) serve(ctx context.Context, resumed bool) error {
 	if err != nil {
 		return fmt.Errorf("advertise address %q: %w", st.Addr, err)
 	}
-	network, err := agent.NewNetwork(vtep, filepath.Join(n.paths.tasks(), "net"), n.log)
+	network, err := agent.NewNetwork(st.NodeID, vtep, filepath.Join(n.paths.tasks(), "net"), n.log)
 	if err != nil {
 		return err
 	}
