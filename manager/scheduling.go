@@ -48,23 +48,9 @@ func (m *Manager) runScheduler(ctx context.Context) {
 	defer stop()
 	for {
 		m.schedulePending(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-events:
-		case <-tick:
-		}
 		// Let a burst of writes land before the next pass.
-		drain := time.After(10 * time.Millisecond)
-	coalesce:
-		for {
-			select {
-			case <-events:
-			case <-drain:
-				break coalesce
-			case <-ctx.Done():
-				return
-			}
+		if !store.WaitFor(ctx, events, tick, 10*time.Millisecond, store.KindTask, store.KindNode) {
+			return
 		}
 	}
 }

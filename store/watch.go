@@ -1,6 +1,10 @@
 package store
 
-import "slices"
+import (
+	"context"
+	"slices"
+	"time"
+)
 
 // WatchBuffer is the number of events a subscriber may fall behind before
 // events are dropped for it.
@@ -105,4 +109,53 @@ func (s *Store) publish(ev Event) {
 			s.dropped.Add(1)
 		}
 	}
+}
+
+// WaitFor blocks until an event that touches one of kinds arrives (or one
+// that resets or drops events), or wake fires. After an event it lets the
+// burst settle for settle, so a controller reacts once to many writes. It
+// reports false when ctx ends or the watch closes.
+func WaitFor(ctx context.Context, events <-chan Event, wake <-chan time.Time, settle time.Duration, kinds ...Kind) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-wake:
+			return true
+		case ev, ok := <-events:
+			if !ok {
+				return false
+			}
+			if !touches(ev, kinds) {
+				continue
+			}
+		}
+		break
+	}
+	timer := time.NewTimer(settle)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case _, ok := <-events:
+			if !ok {
+				return false
+			}
+		case <-timer.C:
+			return true
+		}
+	}
+}
+
+func touches(ev Event, kinds []Kind) bool {
+	if ev.Reset || ev.Dropped > 0 {
+		return true
+	}
+	for _, c := range ev.Changes {
+		if slices.Contains(kinds, c.Kind) {
+			return true
+		}
+	}
+	return false
 }

@@ -71,58 +71,12 @@ func (a *Allocator) Run(ctx context.Context) {
 			a.log.Warn("allocation pass", "err", err)
 			retry, stop = a.clk.NewTicker(retryAfter)
 		}
-		ok := a.wait(ctx, events, retry)
+		ok := store.WaitFor(ctx, events, retry, coalesce, store.KindNetwork, store.KindService, store.KindTask, store.KindNode)
 		stop()
 		if !ok {
 			return
 		}
 	}
-}
-
-func (a *Allocator) wait(ctx context.Context, events <-chan store.Event, retry <-chan time.Time) bool {
-	for {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-retry:
-			return true
-		case ev, ok := <-events:
-			if !ok {
-				return false
-			}
-			if !relevant(ev) {
-				continue
-			}
-		}
-		break
-	}
-	timer := time.NewTimer(coalesce)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return false
-		case _, ok := <-events:
-			if !ok {
-				return false
-			}
-		case <-timer.C:
-			return true
-		}
-	}
-}
-
-func relevant(ev store.Event) bool {
-	if ev.Reset || ev.Dropped > 0 {
-		return true
-	}
-	for _, c := range ev.Changes {
-		switch c.Kind {
-		case store.KindNetwork, store.KindService, store.KindTask, store.KindNode:
-			return true
-		}
-	}
-	return false
 }
 
 // Pass computes a plan on a snapshot and writes it in batches. A planned

@@ -65,58 +65,10 @@ func (o *Orchestrator) Run(ctx context.Context) {
 		if !wake.IsZero() {
 			wakeC, stopWake = o.clk.NewTicker(max(wake.Sub(o.clk.Now()), time.Millisecond))
 		}
-		if !o.wait(ctx, events, wakeC) {
+		if !store.WaitFor(ctx, events, wakeC, coalesce, store.KindService, store.KindTask, store.KindNode) {
 			return
 		}
 	}
-}
-
-// wait blocks until a relevant store event (then lets the burst settle) or
-// the wake-up, and reports false when Run should stop.
-func (o *Orchestrator) wait(ctx context.Context, events <-chan store.Event, wakeC <-chan time.Time) bool {
-	for {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-wakeC:
-			return true
-		case ev, ok := <-events:
-			if !ok {
-				return false
-			}
-			if !relevant(ev) {
-				continue
-			}
-		}
-		break
-	}
-	timer := time.NewTimer(coalesce)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return false
-		case _, ok := <-events:
-			if !ok {
-				return false
-			}
-		case <-timer.C:
-			return true
-		}
-	}
-}
-
-func relevant(ev store.Event) bool {
-	if ev.Reset || ev.Dropped > 0 {
-		return true
-	}
-	for _, c := range ev.Changes {
-		switch c.Kind {
-		case store.KindService, store.KindTask, store.KindNode:
-			return true
-		}
-	}
-	return false
 }
 
 // pass reconciles every service, and every group of tasks whose service is
