@@ -29,7 +29,8 @@ type Networker interface {
 }
 
 // Network is the real Networker: the overlay data plane, an embedded DNS
-// resolver in each task namespace and nftables load balancing of VIPs.
+// resolver in each task namespace, nftables load balancing of VIPs, and a
+// gateway bridge through which tasks reach the outside, masqueraded.
 type Network struct {
 	plane     *overlay.Plane
 	table     *dns.Table
@@ -49,6 +50,10 @@ type Network struct {
 	// namespace, as text; ingressSet is false until the first apply.
 	ingress    string
 	ingressSet bool
+	// gateway is whether the masquerade of the gateway subnet was last
+	// applied (true) or removed; gatewaySet is false until the first time.
+	gateway    bool
+	gatewaySet bool
 }
 
 // NewNetwork returns the data plane of node nodeID whose underlay address is vtep.
@@ -161,7 +166,11 @@ func (n *Network) applyLocked() error {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	d.Gateway = true
 	if err := n.plane.Reconcile(d); err != nil {
+		errs = append(errs, err)
+	}
+	if err := n.applyGatewayLocked(len(d.Endpoints) > 0); err != nil {
 		errs = append(errs, err)
 	}
 	n.table.Set(records(n.state))
@@ -255,6 +264,26 @@ func (n *Network) applyIngressLocked() error {
 		return fmt.Errorf("published ports: %w", err)
 	}
 	n.ingress, n.ingressSet = text, true
+	return nil
+}
+
+// applyGatewayLocked masquerades what tasks send out through the gateway
+// bridge while any local task has one (need), and removes the rule after.
+func (n *Network) applyGatewayLocked(need bool) error {
+	if n.gatewaySet && n.gateway == need {
+		return nil
+	}
+	if need {
+		if err := writeSysctl("/proc/sys/net/ipv4/ip_forward", "1"); err != nil {
+			return err
+		}
+		if err := lb.ApplyGateway("", overlay.GatewayPrefix(), n.plane.GatewayBridge()); err != nil {
+			return fmt.Errorf("gateway masquerade: %w", err)
+		}
+	} else if err := lb.RemoveGateway(""); err != nil {
+		return fmt.Errorf("gateway masquerade: %w", err)
+	}
+	n.gateway, n.gatewaySet = need, true
 	return nil
 }
 

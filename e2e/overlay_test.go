@@ -4,15 +4,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
-	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/overlay"
 )
 
 // apiScript serves "i am HOSTNAME" (the task ID's first 12 characters) on port 80.
@@ -280,6 +282,55 @@ func TestOverlay(t *testing.T) {
 		}
 	})
 
+	t.Run("outside", func(t *testing.T) {
+		defer c.Net.Bind(t)()
+		if o.cli == nil {
+			t.Skip("no client task: discovery failed")
+		}
+		// A listener on the registry host, outside the overlay: the cli task
+		// reaches it through m1's gateway bridge, masqueraded to m1's address.
+		reg := c.Registry
+		var ln net.Listener
+		if err := overlay.InNetns(filepath.Join(netnsDir, reg.NS), func() (err error) {
+			ln, err = net.Listen("tcp", net.JoinHostPort(reg.IP, "0"))
+			return err
+		}); err != nil {
+			t.Fatalf("listen on %s: %v", reg.Name, err)
+		}
+		defer ln.Close()
+		from := make(chan netip.Addr, 16)
+		go func() {
+			for {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				if ap, err := netip.ParseAddrPort(conn.RemoteAddr().String()); err == nil {
+					from <- ap.Addr()
+				}
+				conn.Close()
+			}
+		}()
+		d := eventually(t, 30*time.Second, func() error {
+			_, err := o.cliExec(fmt.Sprintf("echo hello | nc -w 2 %s %d", reg.IP, ln.Addr().(*net.TCPAddr).Port))
+			return err
+		})
+		select {
+		case got := <-from:
+			if want := netip.MustParseAddr(m.IP); got != want {
+				t.Errorf("%s saw the cli task's connection come from %s, want %s's address %s (masquerade)", reg.Name, got, m.Name, want)
+			}
+			report(t, "overlay: the cli task on %s reached %s:%s outside the overlay, seen from %s (%.2fs)", m.Name, reg.Name, ln.Addr(), got, d.Seconds())
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s accepted no connection from the cli task", reg.Name)
+		}
+		if out, err := c.InTaskNetns(m, o.cli.ID, 10*time.Second, "ip", "-4", "route", "show", "default"); err != nil {
+			t.Error(err)
+		} else if !strings.Contains(out, "via 172.18.0.1 dev gw0") {
+			t.Errorf("default route in the cli task: got %q, want via 172.18.0.1 dev gw0", out)
+		}
+	})
+
 	t.Run("bad_input", func(t *testing.T) {
 		defer c.Net.Bind(t)()
 		if o.netID == "" {
@@ -486,119 +537,6 @@ func TestOverlay(t *testing.T) {
 		})
 		report(t, "overlay: services and network removed: links, nft rules and task netns of %d tasks gone %.2fs after service rm", len(o.seen), time.Since(removed).Seconds())
 	})
-}
-
-// iperfResult is the part of iperf3 -J output read here.
-type iperfResult struct {
-	End struct {
-		SumSent struct {
-			BitsPerSecond float64 `json:"bits_per_second"`
-		} `json:"sum_sent"`
-		SumReceived struct {
-			BitsPerSecond float64 `json:"bits_per_second"`
-		} `json:"sum_received"`
-	} `json:"end"`
-	Error string `json:"error"`
-}
-
-// iperf runs `iperf3 -s -1` through server and then `iperf3 -c ADDR -t 5
-// -J` through client, retrying the client until the server listens, and
-// returns the received bits per second.
-func iperf(t testing.TB, server *exec.Cmd, client func() *exec.Cmd) float64 {
-	t.Helper()
-	var serverOut strings.Builder
-	server.Stdout, server.Stderr = &serverOut, &serverOut
-	if err := server.Start(); err != nil {
-		t.Fatalf("%s: %v", strings.Join(server.Args, " "), err)
-	}
-	defer func() {
-		server.Process.Kill()
-		server.Wait()
-	}()
-	var res iperfResult
-	eventually(t, 30*time.Second, func() error {
-		cmd := client()
-		out, err := cmd.Output()
-		res = iperfResult{}
-		if jerr := json.Unmarshal(out, &res); jerr != nil {
-			return fmt.Errorf("%s: %v (%v): %s", strings.Join(cmd.Args, " "), err, jerr, out)
-		}
-		if res.Error != "" || err != nil {
-			return fmt.Errorf("%s: %v: %s (server: %s)", strings.Join(cmd.Args, " "), err, res.Error, serverOut.String())
-		}
-		return nil
-	})
-	return res.End.SumReceived.BitsPerSecond
-}
-
-// TestOverlayThroughput compares TCP throughput between tasks on two hosts
-// over the overlay with the same between the hosts themselves. It runs only
-// with SHOAL_E2E_BENCH=1 and needs iperf3 on the machine (the test image
-// has none: iperf3 runs from the host inside the tasks' namespaces).
-func TestOverlayThroughput(t *testing.T) {
-	if os.Getenv("SHOAL_E2E_BENCH") != "1" {
-		t.Skip("e2e: skipped: set SHOAL_E2E_BENCH=1 to measure overlay throughput")
-	}
-	requireEngine(t)
-	requireOverlay(t)
-	if _, err := exec.LookPath("iperf3"); err != nil {
-		t.Skipf("e2e: skipped: iperf3 not installed (apt-get install -y iperf3): %v", err)
-	}
-	shoalBin(t)
-	c := newOverlayCluster(t, 1, 1)
-	m, w1 := c.Managers[0], c.Workers[0]
-	s := &services{c: c, m: m}
-	s.run(t, "network", "create", "benchnet")
-	netID := ""
-	var nets []api.Network
-	if err := json.Unmarshal([]byte(s.run(t, "network", "inspect", "benchnet")), &nets); err != nil || len(nets) != 1 {
-		t.Fatalf("network inspect benchnet: %v", err)
-	}
-	netID = nets[0].ID
-	for _, h := range []*Host{m, w1} {
-		s.run(t, "service", "create", "--name", "b"+h.Name, "--network", "benchnet", "--constraint", "node.hostname=="+h.Name,
-			"--detach", c.Image, "sleep", "100000")
-	}
-	srvTasks, _ := s.wait(t, "b"+w1.Name, replicas(1))
-	cliTasks, _ := s.wait(t, "b"+m.Name, replicas(1))
-	srv, cli := Live(srvTasks)[0], Live(cliTasks)[0]
-	srvIP, ok := TaskAddr(srv, netID)
-	if !ok {
-		t.Fatalf("task %s: no address on benchnet", srv.ID)
-	}
-
-	cmdIn := func(h *Host, taskID string, args ...string) *exec.Cmd {
-		cmd, cancel, err := c.taskNetnsCmd(h, taskID, 30*time.Second, "iperf3", args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(cancel)
-		return cmd
-	}
-	// The overlay's first packets wait for the peer's FDB entry; let a
-	// ping through before measuring.
-	eventually(t, 30*time.Second, func() error {
-		_, err := c.TaskExec(m, cli.ID, "ping -c 1 -W 1 "+srvIP.String(), 10*time.Second)
-		return err
-	})
-	overlay := iperf(t, cmdIn(w1, srv.ID, "-s", "-1"), func() *exec.Cmd {
-		return cmdIn(m, cli.ID, "-c", srvIP.String(), "-t", "5", "-J")
-	})
-	underlay := iperf(t, exec.Command("ip", "netns", "exec", w1.NS, "iperf3", "-s", "-1", "-B", w1.IP), func() *exec.Cmd {
-		return exec.Command("ip", "netns", "exec", m.NS, "iperf3", "-c", w1.IP, "-t", "5", "-J")
-	})
-	mtu := func(out string) string {
-		f := strings.Fields(out)
-		if i := slices.Index(f, "mtu"); i >= 0 && i+1 < len(f) {
-			return f[i+1]
-		}
-		return "?"
-	}
-	taskLink, _ := c.InTaskNetns(m, cli.ID, 10*time.Second, "ip", "-o", "link", "show", "eth0")
-	hostLink, _ := ipCmd("-n", m.NS, "-o", "link", "show", "eth0")
-	report(t, "overlay throughput: %.2f Gbit/s task to task over VXLAN (%s -> %s, MTU %s), underlay %.2f Gbit/s host to host (MTU %s), ratio overlay/underlay %.2f",
-		overlay/1e9, m.Name, w1.Name, mtu(taskLink), underlay/1e9, mtu(hostLink), overlay/underlay)
-	s.run(t, "service", "rm", "b"+m.Name, "b"+w1.Name)
 }
 
 // TestOverlayParsers checks the readers of nslookup and nft output on

@@ -165,6 +165,14 @@ func (k *Kernel) SetMaster(name, master string) error {
 	return k.h.LinkSetMaster(l, m)
 }
 
+func (k *Kernel) SetIsolated(name string) error {
+	l, err := k.link(name)
+	if err != nil {
+		return err
+	}
+	return k.h.LinkSetIsolated(l, true)
+}
+
 func (k *Kernel) SetUp(name string) error {
 	l, err := k.link(name)
 	if err != nil {
@@ -333,9 +341,28 @@ func (k *Kernel) Iface(path, name string) (Iface, error) {
 				res.Addrs = append(res.Addrs, netip.PrefixFrom(ip.Unmap(), ones))
 			}
 		}
+		routes, err := retryDump(func() ([]netlink.Route, error) { return h.RouteList(l, netlink.FAMILY_V4) })
+		if err != nil {
+			return fmt.Errorf("list routes of %s: %w", name, err)
+		}
+		for _, r := range routes {
+			gw, ok := netip.AddrFromSlice(r.Gw)
+			if ok && isDefault(r.Dst) && (r.Table == 0 || r.Table == unix.RT_TABLE_MAIN) {
+				res.Gateway = gw.Unmap()
+			}
+		}
 		return nil
 	})
 	return res, err
+}
+
+// isDefault reports whether a route's destination is the default (0.0.0.0/0 or none).
+func isDefault(dst *net.IPNet) bool {
+	if dst == nil {
+		return true
+	}
+	ones, _ := dst.Mask.Size()
+	return ones == 0
 }
 
 func (k *Kernel) ConfigureIface(path, name string, want Iface) error {
@@ -362,6 +389,16 @@ func (k *Kernel) ConfigureIface(path, name string, want Iface) error {
 		if want.Up {
 			if err := h.LinkSetUp(l); err != nil {
 				return fmt.Errorf("set %s up: %w", want.Name, err)
+			}
+		}
+		if want.Gateway.IsValid() {
+			r := &netlink.Route{
+				LinkIndex: l.Attrs().Index,
+				Dst:       &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)},
+				Gw:        want.Gateway.AsSlice(),
+			}
+			if err := h.RouteReplace(r); err != nil {
+				return fmt.Errorf("default route via %s on %s: %w", want.Gateway, want.Name, err)
 			}
 		}
 		lo, err := linkIn(h, "lo")

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/overlay"
+	"github.com/shoal-dev/shoal/overlay/lb"
 	"github.com/shoal-dev/shoal/overlay/overlaytest"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -250,4 +251,92 @@ func TestKernelTwoHosts(t *testing.T) {
 			t.Errorf("links on B: got %v, want its bridge, vxlan and veth", got)
 		}
 	})
+}
+
+func TestKernelGateway(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to make network namespaces")
+	}
+	id := fmt.Sprintf("ovg%d-%04x", os.Getpid(), rand.N(0x10000))
+	x := rand.N(250) + 1
+	a := newHost(t, id+"-ha", netip.MustParseAddr(fmt.Sprintf("10.98.%d.1", x)))
+	out := newHost(t, id+"-ho", netip.MustParseAddr(fmt.Sprintf("10.98.%d.2", x))) // outside the overlay
+	joinUnderlay(t, a, out)
+	hostA := overlay.NetnsPath(id + "-ha")
+	taskA, _ := newNetns(t, id+"-ta")
+
+	nw := overlay.Network{ID: "kg1", VNI: 7002, Subnet: netip.MustParsePrefix("10.51.0.0/24")}
+	ep := overlay.Endpoint{TaskID: "gtaskA", NetworkID: nw.ID, Addr: netip.MustParsePrefix("10.51.0.2/24"), Netns: taskA}
+	d := overlay.Desired{Networks: []overlay.Network{nw}, Endpoints: []overlay.Endpoint{ep}, Gateway: true}
+	if err := a.plane.Reconcile(d); err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if err := overlay.InNetns(hostA, func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
+	}); err != nil {
+		t.Fatalf("ip_forward on A: %v", err)
+	}
+	if err := lb.ApplyGateway(hostA, overlay.GatewayPrefix(), a.plane.GatewayBridge()); err != nil {
+		t.Fatalf("masquerade on A: %v", err)
+	}
+
+	got, err := a.kern.Iface(taskA, overlay.GatewayIfname)
+	if err != nil {
+		t.Fatalf("%s in the task: %v", overlay.GatewayIfname, err)
+	}
+	if want := netip.MustParsePrefix("172.18.0.2/16"); got.Gateway != overlay.GatewayAddr().Addr() || len(got.Addrs) == 0 || got.Addrs[0] != want || got.MTU != 1500 {
+		t.Errorf("%s in the task: got %+v, want %s, default route via %s, MTU 1500", overlay.GatewayIfname, got, want, overlay.GatewayAddr().Addr())
+	}
+	a.rec.Reset()
+	if err := a.plane.Reconcile(d); err != nil {
+		t.Fatalf("second Reconcile: %v", err)
+	}
+	if calls := a.rec.Calls(); len(calls) != 0 {
+		t.Errorf("second Reconcile: calls %v, want none", calls)
+	}
+
+	// The task reaches the outside host, which sees the connection come from A's address.
+	var ln net.Listener
+	if err := overlay.InNetns(overlay.NetnsPath(id+"-ho"), func() (err error) {
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(out.vtep, 0).String())
+		return err
+	}); err != nil {
+		t.Fatalf("listen outside: %v", err)
+	}
+	defer ln.Close()
+	from := make(chan net.Addr, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		from <- c.RemoteAddr()
+		c.Close()
+	}()
+	var c net.Conn
+	if err := overlay.InNetns(taskA, func() (err error) {
+		c, err = net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+		return err
+	}); err != nil {
+		t.Fatalf("dial %s from the task: %v", ln.Addr(), err)
+	}
+	c.Close()
+	select {
+	case addr := <-from:
+		if ap := netip.MustParseAddrPort(addr.String()); ap.Addr() != a.vtep {
+			t.Errorf("outside host saw the task come from %s, want A's address %s (masquerade)", ap.Addr(), a.vtep)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("outside host accepted no connection")
+	}
+
+	if err := a.plane.Reconcile(overlay.Desired{Networks: []overlay.Network{nw}, Gateway: true}); err != nil {
+		t.Fatalf("Reconcile without the task: %v", err)
+	}
+	if got := ownLinks(t, a); len(got) != 0 {
+		t.Errorf("links on A: got %v, want none", got)
+	}
+	if _, err := a.kern.Iface(taskA, overlay.GatewayIfname); !errors.Is(err, overlay.ErrNotFound) {
+		t.Errorf("%s in the task: got %v, want %v", overlay.GatewayIfname, err, overlay.ErrNotFound)
+	}
 }

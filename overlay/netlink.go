@@ -26,6 +26,9 @@ type Netlink interface {
 	// peer created down inside the namespace at peerNetns.
 	AddVeth(name, master, peerNetns, peer string, mtu int) error
 	SetMaster(name, master string) error
+	// SetIsolated makes a bridge port isolated: it forwards only to the bridge's
+	// non-isolated ports and the bridge itself, never to another isolated port.
+	SetIsolated(name string) error
 	SetUp(name string) error
 	// DeleteLink deletes a host link (for a veth, both ends); a missing link is no error.
 	DeleteLink(name string) error
@@ -46,7 +49,8 @@ type Netlink interface {
 	// Iface reads a link inside a task namespace; ErrNotFound if it does not exist.
 	Iface(netns, name string) (Iface, error)
 	// ConfigureIface renames link name inside netns to want.Name and gives it want's MAC,
-	// MTU and addresses, then sets it and lo up.
+	// MTU and addresses, then sets it and lo up, and, if want.Gateway is valid, makes the
+	// namespace's default route go through it over the link.
 	ConfigureIface(netns, name string, want Iface) error
 	// Neighbors lists the permanent neighbour entries of dev inside netns; netns "" is the
 	// host namespace (for the neighbour entries of a bridge carrying a host address).
@@ -83,6 +87,9 @@ type Iface struct {
 	MTU   int
 	Addrs []netip.Prefix
 	Up    bool
+	// Gateway is the next hop of the namespace's default route when it leaves over this
+	// link; the zero Addr when it does not.
+	Gateway netip.Addr
 }
 
 // Neighbor is a permanent IP -> MAC entry in a task namespace.

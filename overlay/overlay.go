@@ -79,6 +79,11 @@ type Desired struct {
 	Networks  []Network
 	Endpoints []Endpoint
 	Peers     []Peer
+	// Gateway gives every task namespace with an endpoint a last link, GatewayIfname, on the
+	// node's gateway bridge (GatewayBridge), an address of GatewaySubnet and the default
+	// route through the bridge, so that tasks reach the outside (masqueraded by the caller)
+	// while their overlay subnets stay on their own links. Without it there is no bridge.
+	Gateway bool
 }
 
 // Config configures a Plane.
@@ -174,7 +179,10 @@ func (p *Plane) parseName(name string) (kind byte, vni uint32, ok bool) {
 			return 0, 0, false
 		}
 		return kind, uint32(n), true
-	case kindVeth:
+	case kindVeth, kindGateway:
+		if kind == kindGateway && rest == gwBridgeRest {
+			return kind, 0, true
+		}
 		if len(rest) != p.hashLen() || strings.Trim(rest, "0123456789abcdef") != "" {
 			return 0, 0, false
 		}
@@ -250,7 +258,7 @@ func (p *Plane) plan(d Desired) ([]*netPlan, []error) {
 		case !ep.Addr.IsValid() || !np.net.Subnet.Contains(ep.Addr.Addr()):
 			errs = append(errs, fmt.Errorf("%w: endpoint of task %s: address %s not in subnet %s", ErrInvalid, ep.TaskID, ep.Addr, np.net.Subnet))
 			continue
-		case len(ifname) > maxIfname || ifname == "lo" || strings.ContainsAny(ifname, "/ :"):
+		case len(ifname) > maxIfname || ifname == "lo" || strings.ContainsAny(ifname, "/ :") || d.Gateway && ifname == GatewayIfname:
 			errs = append(errs, fmt.Errorf("%w: endpoint of task %s: interface name %q", ErrInvalid, ep.TaskID, ifname))
 			continue
 		case seen[veth]:
@@ -336,8 +344,10 @@ func uniqueLast[T any](s []T, key func(T) string) []T {
 type hostState struct {
 	bridges map[string]Link // by name
 	vxlans  map[string]Link
-	veths   map[string]Link
-	other   []Link // our names, wrong kind
+	veths   map[string]Link // endpoints' and gateway links'
+	// gwBridge is the gateway bridge; no Name if there is none.
+	gwBridge Link
+	other    []Link // our names, wrong kind
 }
 
 func (p *Plane) readHost() (hostState, error) {
@@ -355,8 +365,10 @@ func (p *Plane) readHost() (hostState, error) {
 			s.bridges[l.Name] = l
 		case kind == kindVXLAN && l.Kind == "vxlan":
 			s.vxlans[l.Name] = l
-		case kind == kindVeth && l.Kind == "veth":
+		case (kind == kindVeth || kind == kindGateway && l.Name != p.GatewayBridge()) && l.Kind == "veth":
 			s.veths[l.Name] = l
+		case l.Name == p.GatewayBridge() && l.Kind == "bridge":
+			s.gwBridge = l
 		default:
 			s.other = append(s.other, l)
 		}
@@ -377,6 +389,10 @@ func (p *Plane) Reconcile(d Desired) error {
 		return p.cfgErr
 	}
 	plans, errs := p.plan(d)
+	var gws []gwPlan
+	if d.Gateway {
+		gws = p.planGateway(plans)
+	}
 
 	host, err := p.readHost()
 	if err != nil {
@@ -399,6 +415,9 @@ func (p *Plane) Reconcile(d Desired) error {
 			wantVeth[e.veth] = true
 		}
 	}
+	for _, g := range gws {
+		wantVeth[g.veth] = true
+	}
 	var stale []string
 	for _, l := range host.other {
 		stale = append(stale, l.Name)
@@ -413,6 +432,10 @@ func (p *Plane) Reconcile(d Desired) error {
 		slices.Sort(names)
 		stale = append(stale, names...)
 	}
+	if host.gwBridge.Name != "" && len(gws) == 0 {
+		stale = append(stale, host.gwBridge.Name)
+		host.gwBridge = Link{}
+	}
 	for _, name := range stale {
 		p.log.Info("removing link", "link", name)
 		if err := p.nl.DeleteLink(name); err != nil {
@@ -426,6 +449,11 @@ func (p *Plane) Reconcile(d Desired) error {
 	for _, np := range plans {
 		if err := p.reconcileNetwork(np, host); err != nil {
 			errs = append(errs, fmt.Errorf("network %s (vni %d): %w", np.net.ID, np.net.VNI, err))
+		}
+	}
+	if len(gws) > 0 {
+		if err := p.reconcileGateway(gws, host); err != nil {
+			errs = append(errs, fmt.Errorf("gateway: %w", err))
 		}
 	}
 	return errors.Join(errs...)
@@ -610,7 +638,7 @@ func (p *Plane) reconcileEndpoint(np *netPlan, e epPlan, host hostState, onBridg
 // ifaceMatches reports whether a task interface is as the Plane configures it. Extra
 // addresses (an IPv6 link-local one) are allowed.
 func ifaceMatches(got, want Iface) bool {
-	if !bytes.Equal(got.MAC, want.MAC) || got.MTU != want.MTU || got.Up != want.Up {
+	if !bytes.Equal(got.MAC, want.MAC) || got.MTU != want.MTU || got.Up != want.Up || got.Gateway != want.Gateway {
 		return false
 	}
 	for _, a := range want.Addrs {
@@ -666,9 +694,9 @@ func (p *Plane) reconcileNeighborsOf(netns, dev string, own netip.Addr, neighbor
 	return errors.Join(errs...)
 }
 
-// Close removes what the Plane owns and nothing uses: bridges without a task veth, with
-// their VXLAN devices. The links of running tasks stay, so an agent that restarts finds them
-// and Reconcile carries on. Reconcile(Desired{}) removes everything. Close is idempotent.
+// Close removes what the Plane owns and nothing uses: bridges (the gateway bridge too)
+// without a task veth, with their VXLAN devices. The links of running tasks stay, so an
+// agent that restarts finds them and Reconcile carries on. Reconcile(Desired{}) removes everything. Close is idempotent.
 func (p *Plane) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -699,6 +727,9 @@ func (p *Plane) Close() error {
 		if !used[br.Index] {
 			names = append(names, name)
 		}
+	}
+	if br := host.gwBridge; br.Name != "" && !used[br.Index] {
+		names = append(names, br.Name)
 	}
 	slices.Sort(names)
 	var errs []error

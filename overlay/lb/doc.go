@@ -1,4 +1,5 @@
 // Package lb owns Shoal's service load balancing in nftables: the per-task table shoal_lb that
 // DNATs service VIPs to their running backends, and the per-node table shoal_ingress that DNATs
-// published ports to tasks on the ingress network. Each table is replaced whole, atomically.
+// published ports to tasks on the ingress network, and the per-node table shoal_gw that masquerades
+// tasks' traffic to the outside. Each table is replaced whole, atomically.
 package lb

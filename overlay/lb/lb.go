@@ -119,7 +119,7 @@ func RemoveIngress(netnsPath string) error {
 	return withConn(netnsPath, func(c *nftables.Conn) error { return removeTable(c, IngressTable) })
 }
 
-// ListRules counts the rules in Shoal's tables (shoal_lb and shoal_ingress) in the network
+// ListRules counts the rules in Shoal's tables (shoal_lb, shoal_ingress, shoal_gw) in the network
 // namespace at netnsPath ("" is the current one), for leak checks.
 func ListRules(netnsPath string) (int, error) {
 	n := 0
@@ -130,7 +130,7 @@ func ListRules(netnsPath string) (int, error) {
 		}
 		ours := map[string]*nftables.Table{}
 		for _, t := range tables {
-			if t.Name == TaskTable || t.Name == IngressTable {
+			if t.Name == TaskTable || t.Name == IngressTable || t.Name == GatewayTable {
 				ours[t.Name] = t
 			}
 		}

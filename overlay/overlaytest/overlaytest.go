@@ -67,6 +67,11 @@ func (r *Recorder) SetMaster(name, master string) error {
 	return r.Netlink.SetMaster(name, master)
 }
 
+func (r *Recorder) SetIsolated(name string) error {
+	r.record("SetIsolated %s", name)
+	return r.Netlink.SetIsolated(name)
+}
+
 func (r *Recorder) SetUp(name string) error {
 	r.record("SetUp %s", name)
 	return r.Netlink.SetUp(name)
@@ -103,7 +108,11 @@ func (r *Recorder) DeleteLinkAddr(name string, addr netip.Prefix) error {
 }
 
 func (r *Recorder) ConfigureIface(netns, name string, want overlay.Iface) error {
-	r.record("ConfigureIface %s:%s name=%s mac=%s mtu=%d addrs=%v up=%t", netns, name, want.Name, want.MAC, want.MTU, want.Addrs, want.Up)
+	gw := ""
+	if want.Gateway.IsValid() {
+		gw = " gw=" + want.Gateway.String()
+	}
+	r.record("ConfigureIface %s:%s name=%s mac=%s mtu=%d addrs=%v up=%t%s", netns, name, want.Name, want.MAC, want.MTU, want.Addrs, want.Up, gw)
 	return r.Netlink.ConfigureIface(netns, name, want)
 }
 
@@ -131,6 +140,7 @@ type Fake struct {
 
 type hostLink struct {
 	overlay.Link
+	isolated        bool
 	peerNetns, peer string // veth: where the other end is
 	addrs           []netip.Prefix
 	neighs          []overlay.Neighbor
@@ -343,8 +353,33 @@ func (f *Fake) SetMaster(name, master string) error {
 	if err != nil {
 		return err
 	}
-	l.MasterIndex = m.Index
+	l.MasterIndex, l.isolated = m.Index, false // a new bridge port, with default flags
 	return nil
+}
+
+func (f *Fake) SetIsolated(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failing("SetIsolated"); err != nil {
+		return err
+	}
+	l, err := f.get(name)
+	if err != nil {
+		return err
+	}
+	if l.MasterIndex == 0 {
+		return fmt.Errorf("set %s isolated: not a bridge port", name)
+	}
+	l.isolated = true
+	return nil
+}
+
+// Isolated reports whether a host link is an isolated bridge port.
+func (f *Fake) Isolated(name string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	l, ok := f.links[name]
+	return ok && l.isolated
 }
 
 func (f *Fake) SetUp(name string) error {
@@ -375,7 +410,7 @@ func (f *Fake) DeleteLink(name string) error {
 	delete(f.fdb, name)
 	for _, o := range f.links {
 		if o.MasterIndex == l.Index {
-			o.MasterIndex = 0
+			o.MasterIndex, o.isolated = 0, false
 		}
 	}
 	if ns, ok := f.netns[l.peerNetns]; ok {
