@@ -353,10 +353,9 @@ func (n *Node) loop(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			// A stop is not a leave: the node keeps its place in gossip,
+			// so a quick restart does not make the cluster replace its tasks.
 			n.log.Info("stopping")
-			if err := n.gossip.Leave(2 * time.Second); err != nil {
-				n.log.Warn("gossip leave", "err", err)
-			}
 			return nil
 		case r := <-n.heartbeats:
 			if err := n.onHeartbeat(ctx, r); err != nil {

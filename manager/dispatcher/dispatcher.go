@@ -199,7 +199,9 @@ func (d *Dispatcher) check(ctx context.Context, start, now time.Time) {
 			switch {
 			case quiet > d.cfg.Timeout:
 				down = append(down, verdict{n.ID, fmt.Sprintf("no heartbeat for %s", quiet.Round(time.Millisecond))})
-			case quiet > d.cfg.Period+d.cfg.Period/2 && d.cfg.Gossip.Dead(n.ID):
+			// Two missed beats: a node that restarts (and so drops out of
+			// gossip for a moment) is back before it is judged.
+			case quiet > 2*d.cfg.Period && d.cfg.Gossip.Dead(n.ID):
 				down = append(down, verdict{n.ID, "gossip reports the node dead and its heartbeats stopped"})
 			}
 		}

@@ -360,7 +360,7 @@ func TestNodeDownWhenGossipSaysDead(t *testing.T) {
 	for f.clk.Now().Sub(start) < timeout {
 		f.clk.step(t, step)
 		quiet := f.clk.Now().Sub(start)
-		if got, want := f.state("dead"), wantState(quiet, period+period/2); got != want {
+		if got, want := f.state("dead"), wantState(quiet, 2*period); got != want {
 			t.Fatalf("dead after %v: got %q, want %q", quiet, got, want)
 		}
 		if got := f.state("quiet"); got != api.NodeStateReady {
