@@ -267,8 +267,8 @@ Use it from any host, e.g.:
   ip netns exec $PREFIX-h2 $BIN --data-dir $STATE/h2 service scale $SERVICE=2
   ip netns exec $PREFIX-h1 $BIN --data-dir $STATE/h1 node ls
 
-A task's container has a network namespace of its own with only loopback
-for now, so fetch the page from inside one. List a host's task containers:
+web is on no overlay network (see README, Networks), so each task has a network
+namespace with loopback only: fetch the page from inside one. List a host's task containers:
   ip netns exec $PREFIX-h1 ctr -a $RUN/h1.sock -n shoal task ls
 and run wget in one of them (TASKID from that list):
   ip netns exec $PREFIX-h1 ctr -a $RUN/h1.sock -n shoal task exec --exec-id x TASKID wget -qO- http://127.0.0.1/
