@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/shoal-dev/shoal/api"
@@ -19,19 +18,7 @@ import (
 // reading "no network uses 10.0.1.0/24" must not both write.
 
 func findNetwork(tx store.ReadTx, ref string) (*api.Network, error) {
-	found := tx.FindNetworks(ref)
-	switch len(found) {
-	case 0:
-		return nil, fmt.Errorf("network %q: %w", ref, store.ErrNotFound)
-	case 1:
-		return found[0], nil
-	}
-	ids := make([]string, len(found))
-	for i, n := range found {
-		ids[i] = n.ID
-	}
-	sort.Strings(ids)
-	return nil, badRequest("network %q is ambiguous: it matches %s", ref, strings.Join(ids, ", "))
+	return one("network", ref, tx.FindNetworks(ref), func(o *api.Network) string { return o.ID })
 }
 
 // networkError turns what the allocator refuses into a 400.

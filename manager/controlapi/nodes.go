@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/shoal-dev/shoal/api"
@@ -52,19 +51,7 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) {
 
 // findNode resolves ID, ID prefix or hostname to exactly one node.
 func findNode(tx store.ReadTx, ref string) (*api.Node, error) {
-	found := tx.FindNodes(ref)
-	switch len(found) {
-	case 0:
-		return nil, fmt.Errorf("node %q: %w", ref, store.ErrNotFound)
-	case 1:
-		return found[0], nil
-	}
-	ids := make([]string, len(found))
-	for i, n := range found {
-		ids[i] = n.ID
-	}
-	sort.Strings(ids)
-	return nil, badRequest("node %q is ambiguous: it matches %s", ref, strings.Join(ids, ", "))
+	return one("node", ref, tx.FindNodes(ref), func(o *api.Node) string { return o.ID })
 }
 
 func (s *Server) getNode(w http.ResponseWriter, r *http.Request) {

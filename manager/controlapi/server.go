@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -332,3 +333,20 @@ var slowCalls = map[string]bool{
 
 // raftChangeTimeout bounds a raft membership change done on behalf of a caller.
 const raftChangeTimeout = 10 * time.Second
+
+// one resolves a docker-like reference (ID, ID prefix or name) that found
+// objects matched: none is not found, more than one is ambiguous.
+func one[T any](what, ref string, found []*T, id func(*T) string) (*T, error) {
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("%s %q: %w", what, ref, store.ErrNotFound)
+	case 1:
+		return found[0], nil
+	}
+	ids := make([]string, len(found))
+	for i, o := range found {
+		ids[i] = id(o)
+	}
+	sort.Strings(ids)
+	return nil, badRequest("%s %q is ambiguous: it matches %s", what, ref, strings.Join(ids, ", "))
+}

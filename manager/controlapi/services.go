@@ -95,19 +95,7 @@ func (s *Server) serviceView(tx store.ReadTx, svc *api.Service) api.ServiceView 
 }
 
 func findService(tx store.ReadTx, ref string) (*api.Service, error) {
-	found := tx.FindServices(ref)
-	switch len(found) {
-	case 0:
-		return nil, fmt.Errorf("service %q: %w", ref, store.ErrNotFound)
-	case 1:
-		return found[0], nil
-	}
-	ids := make([]string, len(found))
-	for i, svc := range found {
-		ids[i] = svc.ID
-	}
-	sort.Strings(ids)
-	return nil, badRequest("service %q is ambiguous: it matches %s", ref, strings.Join(ids, ", "))
+	return one("service", ref, tx.FindServices(ref), func(o *api.Service) string { return o.ID })
 }
 
 func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
