@@ -652,7 +652,7 @@ func TestFindNodes(t *testing.T) {
 		{"a", []string{"ab", "abc123", "abd456"}}, // ambiguous prefix
 		{"beta", []string{"abd456"}},              // hostname
 		{"twin", []string{"xyw000", "xyz789"}},    // ambiguous hostname
-		{"xyz", []string{"xyz789"}},               // unique prefix beats hostname
+		{"xyz", []string{"q1"}},                   // hostname beats an ID prefix, as in docker
 		{"xy", []string{"xyw000", "xyz789"}},      // ambiguous prefix
 		{"nope", nil},
 		{"", nil},

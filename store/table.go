@@ -169,15 +169,19 @@ func (t *table[T]) where(tx *Tx, index, v string) []*T {
 	return out
 }
 
-// find resolves ref the way docker does: the exact ID, else the only ID
-// that starts with ref, else every object whose nameIndex value is ref,
-// else every ID that starts with ref (so more than one means ambiguous).
+// find resolves ref the way docker does: the exact ID, else every object
+// whose nameIndex value is ref, else every ID that starts with ref (so more
+// than one means ambiguous). A name beats an ID prefix: a service named "g"
+// is found even when another's ID starts with "g".
 func (t *table[T]) find(tx *Tx, ref, nameIndex string) []*T {
 	if ref == "" {
 		return nil
 	}
 	if o, ok := t.lookup(tx, ref); ok {
 		return []*T{mustClone(o)}
+	}
+	if named := t.where(tx, nameIndex, ref); len(named) > 0 {
+		return named
 	}
 	var prefixed []*T
 	t.each(tx, func(o *T) bool {
@@ -186,12 +190,6 @@ func (t *table[T]) find(tx *Tx, ref, nameIndex string) []*T {
 		}
 		return true
 	})
-	if len(prefixed) == 1 {
-		return prefixed
-	}
-	if named := t.where(tx, nameIndex, ref); len(named) > 0 {
-		return named
-	}
 	return prefixed
 }
 

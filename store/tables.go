@@ -74,10 +74,9 @@ type ReadTx interface {
 	Node(id string) *api.Node
 	// Nodes returns all nodes sorted by ID.
 	Nodes() []*api.Node
-	// FindNodes resolves ref like docker: the exact ID, else the only node
-	// whose ID starts with ref, else the nodes with that hostname, else all
-	// nodes whose ID starts with ref. More than one result is ambiguous,
-	// none is not found.
+	// FindNodes resolves ref like docker: the exact ID, else the nodes with
+	// that hostname, else the nodes whose ID starts with ref. More than one
+	// result is ambiguous, none is not found.
 	FindNodes(ref string) []*api.Node
 	// Cluster returns the cluster object, or nil before init.
 	Cluster() *api.Cluster
