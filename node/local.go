@@ -74,7 +74,8 @@ func (n *Node) info(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) leaveHandler(w http.ResponseWriter, r *http.Request) {
-	req := leaveRequest{force: r.URL.Query().Get("force") != "", done: make(chan error, 1)}
+	req := leaveRequest{force: r.URL.Query().Get("force") != "", done: make(chan error, 1), answered: make(chan struct{})}
+	defer close(req.answered)
 	select {
 	case n.leave <- req:
 	case <-r.Context().Done():
@@ -85,6 +86,9 @@ func (n *Node) leaveHandler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush() // out before the process exits
+	}
 }
 
 // doLeave takes this node out of the cluster and forgets its identity.

@@ -67,6 +67,9 @@ type Node struct {
 type leaveRequest struct {
 	force bool
 	done  chan error
+	// answered is closed once the caller has its answer, so the process
+	// does not exit (closing the socket) before the reply is written.
+	answered chan struct{}
 }
 
 // Run starts the node described by cfg and serves until ctx ends or the
@@ -365,6 +368,10 @@ func (n *Node) loop(ctx context.Context) error {
 			err := n.doLeave(ctx, req.force)
 			req.done <- err
 			if err == nil {
+				select {
+				case <-req.answered:
+				case <-time.After(2 * time.Second):
+				}
 				return errLeft
 			}
 		case <-renew:
