@@ -136,30 +136,7 @@ func writeNetworkTable(w io.Writer, networks []api.Network) error {
 }
 
 func (a *app) networkInspectCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "inspect NETWORK...",
-		Short: "Show networks in detail, as JSON",
-		Long:  "inspect prints the named networks (ID, unique ID prefix or name) as a JSON array.",
-		Args:  checkArgs(cobra.MinimumNArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withClient(cmd, func(ctx context.Context, c *api.Client) error {
-				found := []api.Network{}
-				err := a.eachArg(args, func(ref string) error {
-					n, err := c.Network(ctx, ref)
-					if err == nil {
-						found = append(found, n)
-					}
-					return err
-				})
-				if len(found) > 0 || err == nil {
-					if werr := writeJSON(a.stdout, found); werr != nil {
-						return werr
-					}
-				}
-				return err
-			})
-		},
-	}
+	return inspectCmd(a, "NETWORK", "networks", "inspect prints the named networks (ID, unique ID prefix or name) as a JSON array.", (*api.Client).Network)
 }
 
 func (a *app) networkRmCmd() *cobra.Command {

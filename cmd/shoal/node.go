@@ -115,30 +115,7 @@ func (a *app) nodePsCmd() *cobra.Command {
 }
 
 func (a *app) nodeInspectCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "inspect NODE...",
-		Short: "Show nodes in detail, as JSON",
-		Long:  "inspect prints the named nodes (ID, unique ID prefix or hostname) as a JSON array.",
-		Args:  checkArgs(cobra.MinimumNArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withClient(cmd, func(ctx context.Context, c *api.Client) error {
-				found := []api.NodeView{}
-				err := a.eachArg(args, func(ref string) error {
-					n, err := c.Node(ctx, ref)
-					if err == nil {
-						found = append(found, n)
-					}
-					return err
-				})
-				if len(found) > 0 || err == nil {
-					if werr := writeJSON(a.stdout, found); werr != nil {
-						return werr
-					}
-				}
-				return err
-			})
-		},
-	}
+	return inspectCmd(a, "NODE", "nodes", "inspect prints the named nodes (ID, unique ID prefix or hostname) as a JSON array.", (*api.Client).Node)
 }
 
 func (a *app) nodePromoteCmd() *cobra.Command {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-dev/shoal/api"
@@ -338,4 +340,33 @@ func isTerminal(w io.Writer) bool {
 	}
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
+}
+
+// inspectCmd prints the objects the arguments name as one JSON array; the
+// ones found are printed even when others are not.
+func inspectCmd[T any](a *app, arg, plural, long string, get func(*api.Client, context.Context, string) (T, error)) *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect " + arg + "...",
+		Short: "Show " + plural + " in detail, as JSON",
+		Long:  long,
+		Args:  checkArgs(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withClient(cmd, func(ctx context.Context, c *api.Client) error {
+				found := []T{}
+				err := a.eachArg(args, func(ref string) error {
+					o, err := get(c, ctx, ref)
+					if err == nil {
+						found = append(found, o)
+					}
+					return err
+				})
+				if len(found) > 0 || err == nil {
+					if werr := writeJSON(a.stdout, found); werr != nil {
+						return werr
+					}
+				}
+				return err
+			})
+		},
+	}
 }

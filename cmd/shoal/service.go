@@ -449,30 +449,7 @@ func (a *app) servicePsCmd() *cobra.Command {
 }
 
 func (a *app) serviceInspectCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "inspect SERVICE...",
-		Short: "Show services in detail, as JSON",
-		Long:  "inspect prints the named services (ID, unique ID prefix or name) as a JSON array.",
-		Args:  checkArgs(cobra.MinimumNArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withClient(cmd, func(ctx context.Context, c *api.Client) error {
-				found := []api.ServiceView{}
-				err := a.eachArg(args, func(ref string) error {
-					s, err := c.Service(ctx, ref)
-					if err == nil {
-						found = append(found, s)
-					}
-					return err
-				})
-				if len(found) > 0 || err == nil {
-					if werr := writeJSON(a.stdout, found); werr != nil {
-						return werr
-					}
-				}
-				return err
-			})
-		},
-	}
+	return inspectCmd(a, "SERVICE", "services", "inspect prints the named services (ID, unique ID prefix or name) as a JSON array.", (*api.Client).Service)
 }
 
 // scaleArg is one SERVICE=REPLICAS argument of shoal service scale.
