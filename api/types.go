@@ -54,6 +54,27 @@ type Node struct {
 	// IngressAddr is the node's own address (a CIDR) on the ingress network,
 	// given by the allocator, so that every node carries the routing mesh.
 	IngressAddr string `json:"ingress_addr,omitempty"`
+	// FirstHeartbeatAt is when the node first reported; a node that never
+	// does is removed after a while (admission's reaper).
+	FirstHeartbeatAt time.Time `json:"first_heartbeat_at,omitzero"`
+	// Certs are the unexpired certificates signed for the node, so that
+	// they can be revoked when it is demoted or removed.
+	Certs []IssuedCert `json:"certs,omitempty"`
+}
+
+// IssuedCert is a node certificate the cluster CA signed.
+type IssuedCert struct {
+	Serial   string    `json:"serial"`
+	Role     NodeRole  `json:"role"`
+	NotAfter time.Time `json:"not_after"`
+}
+
+// RevokedCert is a certificate on the deny list: it still verifies, but
+// manager-only ports refuse it until it expires.
+type RevokedCert struct {
+	Serial   string    `json:"serial"`
+	NodeID   string    `json:"node_id"`
+	NotAfter time.Time `json:"not_after"`
 }
 
 // NodeSpec is what operators set on a node.
@@ -107,6 +128,8 @@ type Cluster struct {
 	ManagerToken    string `json:"manager_token"`
 	GossipKey       []byte `json:"gossip_key"`
 	CreatedByNodeID string `json:"created_by_node_id"`
+	// RevokedCerts are the certificates of demoted and removed nodes.
+	RevokedCerts []RevokedCert `json:"revoked_certs,omitempty"`
 }
 
 // NodeView is a node as the API shows it: the stored node plus the

@@ -13,6 +13,7 @@ import (
 
 	"github.com/shoal-dev/shoal/api"
 	"github.com/shoal-dev/shoal/clock"
+	"github.com/shoal-dev/shoal/manager/admission"
 	"github.com/shoal-dev/shoal/manager/allocator"
 	"github.com/shoal-dev/shoal/manager/controlapi"
 	"github.com/shoal-dev/shoal/manager/dispatcher"
@@ -40,9 +41,13 @@ type Config struct {
 	// ForwardTLS is the client TLS used to forward API calls to the leader.
 	ForwardTLS *tls.Config
 	Membership Membership
-	Clock      clock.Clock
-	Logger     *slog.Logger
-	Registry   prometheus.Registerer
+	// JoinBurst and JoinRate limit joins per source address and per token
+	// (JoinRate 0 disables the limit, for simulated nodes).
+	JoinBurst int
+	JoinRate  float64
+	Clock     clock.Clock
+	Logger    *slog.Logger
+	Registry  prometheus.Registerer
 }
 
 // Manager is one running manager role.
@@ -56,6 +61,7 @@ type Manager struct {
 	sched      *schedulerMetrics
 	orch       *orchestrator.Orchestrator
 	alloc      *allocator.Allocator
+	admission  *admission.Admission
 
 	closeOnce sync.Once
 }
@@ -64,15 +70,21 @@ type Manager struct {
 func Open(cfg Config) (*Manager, error) {
 	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "manager")}
 	m.store = store.New(cfg.Clock, cfg.Logger)
+	m.admission = admission.New(admission.Config{
+		Store: m.store, Clock: cfg.Clock, Logger: cfg.Logger, Registry: cfg.Registry,
+		JoinBurst: cfg.JoinBurst, JoinRate: cfg.JoinRate,
+	})
 	r, err := mraft.Open(mraft.Config{
 		NodeID:        cfg.NodeID,
 		DataDir:       cfg.DataDir,
 		BindAddr:      cfg.RaftBind,
 		AdvertiseAddr: cfg.RaftAdvertise,
-		TLS:           cfg.RaftTLS,
-		FSM:           m.store,
-		Logger:        cfg.Logger,
-		Registry:      cfg.Registry,
+		// Raft takes manager certificates only, and none of a node
+		// demoted or removed since: those still verify until they expire.
+		TLS:      m.admission.GuardTLS(cfg.RaftTLS),
+		FSM:      m.store,
+		Logger:   cfg.Logger,
+		Registry: cfg.Registry,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open raft: %w", err)
@@ -88,6 +100,7 @@ func Open(cfg Config) (*Manager, error) {
 		Raft:       raftView{r},
 		Gossip:     cfg.Membership,
 		Dispatcher: m.dispatcher,
+		Admission:  m.admission,
 		CheckConstraint: func(expr string) error {
 			_, err := scheduler.ParseConstraint(expr)
 			return err
@@ -190,8 +203,9 @@ func (m *Manager) Run(ctx context.Context) {
 				wg.Add(2)
 				go func() { defer wg.Done(); m.runScheduler(lctx) }()
 				go func() { defer wg.Done(); m.orch.Run(lctx) }()
-				wg.Add(1)
+				wg.Add(2)
 				go func() { defer wg.Done(); m.alloc.Run(lctx) }()
+				go func() { defer wg.Done(); m.admission.Run(lctx) }()
 				m.dispatcher.Run(lctx)
 			}()
 		}

@@ -38,6 +38,10 @@ type Config struct {
 	// JoinToken and JoinAddr are used by ModeJoin.
 	JoinToken string
 	JoinAddr  string
+	// JoinBurst and JoinRate limit joins per source address and per token
+	// on this node while it is a manager; JoinRate 0 disables the limit.
+	JoinBurst int
+	JoinRate  float64
 	// Hostname overrides os.Hostname, so test hosts can tell themselves apart.
 	Hostname string
 	// Ready, if set, is called once the node is serving, with the

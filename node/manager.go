@@ -10,6 +10,7 @@ import (
 
 	"github.com/shoal-dev/shoal/api"
 	"github.com/shoal-dev/shoal/manager"
+	"github.com/shoal-dev/shoal/manager/admission"
 	"github.com/shoal-dev/shoal/manager/ca"
 )
 
@@ -37,6 +38,8 @@ func (n *Node) startManager(ctx context.Context) error {
 		RaftTLS:       n.withCurrentCert(ca.MutualTLS(pool, *n.currentCert(), string(api.RoleManager))),
 		ForwardTLS:    n.clientTLS(),
 		Membership:    membership{n.gossip},
+		JoinBurst:     n.cfg.JoinBurst,
+		JoinRate:      n.cfg.JoinRate,
 		Clock:         n.clock,
 		Logger:        n.log,
 		Registry:      reg,
@@ -61,6 +64,9 @@ func (n *Node) startManager(ctx context.Context) error {
 			Status:      api.NodeStatus{State: api.NodeStateReady, Addr: st.Addr},
 			Description: n.agent.Description(),
 			Endpoints:   n.endpoints(st),
+		}
+		if leaf := n.currentCert().Leaf; leaf != nil {
+			self.Certs = []api.IssuedCert{{Serial: admission.Serial(leaf), Role: api.RoleManager, NotAfter: leaf.NotAfter}}
 		}
 		bctx, bcancel := context.WithTimeout(ctx, 30*time.Second)
 		defer bcancel()

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/shoal-dev/shoal/manager/admission"
 	"github.com/shoal-dev/shoal/node"
 )
 
@@ -33,7 +34,10 @@ type daemonFlags struct {
 	insecureRegistry  []string
 	hostname          string
 	logLevel          string
+	joinBurst         int
+	joinRate          float64
 	token             string
+	tokenFile         string
 }
 
 // register adds the flags every daemon verb shares.
@@ -47,6 +51,8 @@ func (f *daemonFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.insecureRegistry, "insecure-registry", nil, "registry HOST:PORT to pull from over plain HTTP (repeatable)")
 	fs.StringVar(&f.hostname, "hostname", "", "node hostname (default the machine's)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.IntVar(&f.joinBurst, "join-burst", admission.DefaultJoinBurst, "joins a manager takes at once from one address or with one token")
+	fs.Float64Var(&f.joinRate, "join-rate", admission.DefaultJoinRate, "joins per second a manager takes from one address or with one token after the burst (0: no limit)")
 }
 
 func (a *app) initCmd() *cobra.Command {
@@ -159,7 +165,15 @@ func (a *app) daemonConfig(fs *pflag.FlagSet, mode node.Mode, f *daemonFlags, jo
 		ContainerdAddress:  f.containerdAddress,
 		InsecureRegistries: f.insecureRegistry,
 		Hostname:           f.hostname,
+		JoinBurst:          f.joinBurst,
+		JoinRate:           f.joinRate,
 		Logger:             logger,
+	}
+	if f.joinBurst < 1 {
+		return node.Config{}, fmt.Errorf("--join-burst %d: want at least 1", f.joinBurst)
+	}
+	if f.joinRate < 0 {
+		return node.Config{}, fmt.Errorf("--join-rate %g: want 0 (no limit) or more", f.joinRate)
 	}
 	cfg.Ready = func(info node.ReadyInfo) { writeReady(a.stdout, mode, dataDir, info) }
 

@@ -63,7 +63,7 @@ func TestDaemonFlags(t *testing.T) {
 		{
 			name: "init defaults",
 			args: []string{"init", "--advertise-addr", "10.0.0.1"},
-			want: node.Config{Mode: node.ModeInit, DataDir: dir, AdvertiseAddr: "10.0.0.1"},
+			want: node.Config{Mode: node.ModeInit, DataDir: dir, AdvertiseAddr: "10.0.0.1", JoinBurst: 10, JoinRate: 1},
 		},
 		{
 			name: "init all flags",
@@ -72,24 +72,29 @@ func TestDaemonFlags(t *testing.T) {
 				"--containerd-address", "/tmp/c.sock", "--hostname", "h1", "--log-level", "debug"},
 			want: node.Config{Mode: node.ModeInit, DataDir: dir, AdvertiseAddr: "10.0.0.1", ListenIP: "0.0.0.0",
 				APIPort: 3377, RaftPort: 3378, GossipPort: 8946, MetricsAddr: "127.0.0.1:9323",
-				ContainerdAddress: "/tmp/c.sock", Hostname: "h1"},
+				ContainerdAddress: "/tmp/c.sock", Hostname: "h1", JoinBurst: 10, JoinRate: 1},
 		},
 		{
 			name: "join",
 			args: []string{"join", "--token", "TOK", "--advertise-addr", "10.0.0.2", "10.0.0.1"},
 			want: node.Config{Mode: node.ModeJoin, DataDir: dir, AdvertiseAddr: "10.0.0.2", JoinToken: "TOK",
-				JoinAddr: "10.0.0.1:2377"},
+				JoinAddr: "10.0.0.1:2377", JoinBurst: 10, JoinRate: 1},
 		},
 		{
 			name: "join infers the advertise address",
 			args: []string{"join", "--token", "TOK", "127.0.0.1:3377"},
 			want: node.Config{Mode: node.ModeJoin, DataDir: dir, AdvertiseAddr: "127.0.0.1", JoinToken: "TOK",
-				JoinAddr: "127.0.0.1:3377"},
+				JoinAddr: "127.0.0.1:3377", JoinBurst: 10, JoinRate: 1},
 		},
 		{
 			name: "agent",
 			args: []string{"agent", "--hostname", "h2"},
-			want: node.Config{Mode: node.ModeResume, DataDir: dir, Hostname: "h2"},
+			want: node.Config{Mode: node.ModeResume, DataDir: dir, Hostname: "h2", JoinBurst: 10, JoinRate: 1},
+		},
+		{
+			name: "join limits for simulated nodes",
+			args: []string{"agent", "--join-burst", "1000", "--join-rate", "0"},
+			want: node.Config{Mode: node.ModeResume, DataDir: dir, JoinBurst: 1000, JoinRate: 0},
 		},
 		{name: "init without advertise-addr", args: []string{"init"}, wantErr: "--advertise-addr is required"},
 		{name: "init bad advertise-addr", args: []string{"init", "--advertise-addr", "host1"}, wantErr: `--advertise-addr "host1": want an IP address`},
@@ -104,6 +109,8 @@ func TestDaemonFlags(t *testing.T) {
 		{name: "join two addresses", args: []string{"join", "--token", "TOK", "10.0.0.1", "10.0.0.3"}, wantErr: `"shoal join" takes one manager address`},
 		{name: "join bad advertise-addr", args: []string{"join", "--token", "TOK", "--advertise-addr", "10.0.0", "10.0.0.1"}, wantErr: `--advertise-addr "10.0.0": want an IP address`},
 		{name: "join bad address", args: []string{"join", "--token", "TOK", "--advertise-addr", "10.0.0.2", "10.0.0.1:x"}, wantErr: `manager address "10.0.0.1:x"`},
+		{name: "bad join burst", args: []string{"agent", "--join-burst", "0"}, wantErr: "--join-burst 0: want at least 1"},
+		{name: "bad join rate", args: []string{"agent", "--join-rate", "-1"}, wantErr: "--join-rate -1: want 0 (no limit) or more"},
 		{name: "agent takes no token", args: []string{"agent", "--token", "TOK"}, wantErr: "unknown flag: --token"},
 	}
 	for _, tt := range tests {

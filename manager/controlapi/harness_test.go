@@ -18,6 +18,7 @@ import (
 
 	"github.com/shoal-dev/shoal/api"
 	"github.com/shoal-dev/shoal/clock"
+	"github.com/shoal-dev/shoal/manager/admission"
 	"github.com/shoal-dev/shoal/manager/ca"
 	"github.com/shoal-dev/shoal/manager/controlapi"
 	"github.com/shoal-dev/shoal/store"
@@ -145,6 +146,7 @@ type fixture struct {
 	log   *slog.Logger
 	store *store.Store
 	root  *ca.RootCA
+	adm   *admission.Admission
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -174,7 +176,9 @@ func newFixture(t *testing.T) *fixture {
 	if err := st.Update(context.Background(), func(tx *store.Tx) error { return tx.PutCluster(c) }); err != nil {
 		t.Fatalf("put cluster: %v", err)
 	}
-	return &fixture{t: t, clk: clk, log: log, store: st, root: root}
+	adm := admission.New(admission.Config{Store: st, Clock: clk, Logger: log,
+		JoinBurst: admission.DefaultJoinBurst, JoinRate: admission.DefaultJoinRate})
+	return &fixture{t: t, clk: clk, log: log, store: st, root: root, adm: adm}
 }
 
 func newToken(t *testing.T, root *ca.RootCA) string {
@@ -302,6 +306,7 @@ func (f *fixture) startManager(id string, r *fakeRaft, wrap func(http.Handler) h
 		Raft:       r,
 		Gossip:     m.gossip,
 		Dispatcher: m.disp,
+		Admission:  f.adm,
 		ForwardTLS: ca.ClientTLS(f.root.Pool(), &cert, ca.RoleManager),
 		Clock:      f.clk,
 		Logger:     f.log,
@@ -349,8 +354,9 @@ func (m *manager) admin() *client {
 }
 
 type answer struct {
-	code int
-	body []byte
+	code   int
+	body   []byte
+	header http.Header
 }
 
 func (a answer) message() string {
@@ -404,7 +410,7 @@ func (c *client) doHeader(method, path string, body any, header http.Header) ans
 	if err != nil {
 		c.t.Fatalf("%s %s: read answer: %v", method, path, err)
 	}
-	return answer{code: resp.StatusCode, body: data}
+	return answer{code: resp.StatusCode, body: data, header: resp.Header}
 }
 
 // want fails the test unless the answer has code; it returns the answer.

@@ -1,11 +1,16 @@
 package controlapi
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/manager/admission"
 	"github.com/shoal-dev/shoal/manager/ca"
 	"github.com/shoal-dev/shoal/store"
 )
@@ -52,6 +57,13 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req, false) {
 		return
 	}
+	source := joinSource(r)
+	if wait, ok := s.cfg.Admission.AllowJoin(source, req.Token); !ok {
+		secs := max(1, int(math.Ceil(wait.Seconds())))
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		writeError(w, http.StatusTooManyRequests, "join: too many joins from %s or with this token: try again in %d s", source, secs)
+		return
+	}
 	c := s.cluster()
 	if c == nil {
 		writeError(w, http.StatusServiceUnavailable, "cluster not initialized yet")
@@ -65,6 +77,10 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 	ip := net.ParseIP(req.Addr)
 	if ip == nil {
 		writeError(w, http.StatusBadRequest, "join: advertise address %q is not an IP address", req.Addr)
+		return
+	}
+	if strings.TrimSpace(req.Description.Hostname) == "" {
+		writeError(w, http.StatusBadRequest, "join: the node has no hostname: give it one with --hostname")
 		return
 	}
 	if err := checkEndpoints(req.Endpoints, role); err != nil {
@@ -90,7 +106,15 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		Description: req.Description,
 		Endpoints:   req.Endpoints,
 	}
-	if err := s.cfg.Store.Update(r.Context(), func(tx *store.Tx) error { return tx.PutNode(node) }); err != nil {
+	if err := admission.RecordCert(node, certPEM, role, now); err != nil {
+		writeError(w, http.StatusInternalServerError, "join: %v", err)
+		return
+	}
+	if err := s.cfg.Admission.AddNode(r.Context(), node); err != nil {
+		if errors.Is(err, admission.ErrNameTaken) {
+			writeError(w, http.StatusConflict, "join: %v", err)
+			return
+		}
 		writeStoreError(w, "join", err)
 		return
 	}
@@ -104,6 +128,23 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		GossipKey: c.GossipKey,
 		Managers:  s.managerEndpoints(),
 	})
+}
+
+// joinSource is the address a join came from. A call forwarded by another
+// manager carries the joining node's address in X-Forwarded-For, trusted
+// only from a manager's certificate.
+func joinSource(r *http.Request) string {
+	if peerIsManager(r) {
+		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+			parts := strings.Split(xff, ",")
+			return strings.TrimSpace(parts[len(parts)-1])
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 func checkEndpoints(e api.Endpoints, role api.NodeRole) error {
@@ -190,9 +231,29 @@ func (s *Server) renewCert(w http.ResponseWriter, r *http.Request) {
 	if ip := net.ParseIP(node.Status.Addr); ip != nil {
 		ips = append(ips, ip)
 	}
-	certPEM, err := root.Sign([]byte(req.CSRPEM), ca.Identity{NodeID: node.ID, Role: string(node.Spec.Role), ClusterID: c.ID}, ips, s.cfg.Clock.Now(), ca.DefaultNodeCertTTL)
+	now := s.cfg.Clock.Now()
+	certPEM, err := root.Sign([]byte(req.CSRPEM), ca.Identity{NodeID: node.ID, Role: string(node.Spec.Role), ClusterID: c.ID}, ips, now, ca.DefaultNodeCertTTL)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "renew certificate: %v", err)
+		return
+	}
+	// Remember the certificate before handing it out, so that it can be
+	// revoked with the node; a role change in between fails the write.
+	err = s.cfg.Store.Update(r.Context(), func(tx *store.Tx) error {
+		n := tx.Node(node.ID)
+		if n == nil {
+			return fmt.Errorf("node %s: %w", node.ID, store.ErrNotFound)
+		}
+		if n.Spec.Role != node.Spec.Role {
+			return fmt.Errorf("node %s became a %s while its certificate was signed: %w", n.ID, n.Spec.Role, store.ErrConflict)
+		}
+		if err := admission.RecordCert(n, certPEM, n.Spec.Role, now); err != nil {
+			return err
+		}
+		return tx.PutNode(n)
+	})
+	if err != nil {
+		writeStoreError(w, "renew certificate", err)
 		return
 	}
 	writeJSON(w, http.StatusOK, api.CertResponse{CertPEM: string(certPEM), Role: node.Spec.Role})

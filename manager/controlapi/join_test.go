@@ -3,6 +3,7 @@ package controlapi_test
 import (
 	"bytes"
 	"crypto/x509"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -29,6 +30,7 @@ func TestJoin(t *testing.T) {
 		}
 	}
 	managerReq := workerReq(c.ManagerToken)
+	managerReq.Description.Hostname = "joiner-m"
 	managerReq.Endpoints.API = "10.0.0.7:2377"
 	managerReq.Endpoints.Raft = "10.0.0.7:2378"
 	badAddr := workerReq(c.WorkerToken)
@@ -36,6 +38,9 @@ func TestJoin(t *testing.T) {
 	noAPI := workerReq(c.ManagerToken) // a manager must say where it serves
 	badCSR := workerReq(c.WorkerToken)
 	badCSR.CSRPEM = "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"
+	sameName := workerReq(c.WorkerToken)
+	noName := workerReq(c.WorkerToken)
+	noName.Description.Hostname = " "
 	huge := []byte(`{"token":"` + strings.Repeat("a", 1<<20) + `"}`)
 
 	tests := []struct {
@@ -47,6 +52,8 @@ func TestJoin(t *testing.T) {
 	}{
 		{"worker token", workerReq(c.WorkerToken), http.StatusOK, api.RoleWorker, ""},
 		{"manager token", managerReq, http.StatusOK, api.RoleManager, ""},
+		{"name of a live node", sameName, http.StatusConflict, "", `already called "joiner"`},
+		{"no hostname", noName, http.StatusBadRequest, "", "no hostname"},
 		{"garbage token", workerReq("hello"), http.StatusBadRequest, "", "invalid join token"},
 		{"another CA's digest", workerReq(newToken(t, foreign)), http.StatusForbidden, "", "another cluster"},
 		{"never issued secret", workerReq(newToken(t, f.root)), http.StatusForbidden, "", "rotated or never issued"},
@@ -98,7 +105,7 @@ func checkJoined(t *testing.T, f *fixture, resp api.JoinResponse, role api.NodeR
 	if n == nil {
 		t.Fatalf("node %s not stored", resp.NodeID)
 	}
-	if n.Spec.Role != role || n.Spec.Availability != api.AvailabilityActive || n.Status.Addr != "10.0.0.7" || n.Description.Hostname != "joiner" {
+	if n.Spec.Role != role || n.Spec.Availability != api.AvailabilityActive || n.Status.Addr != "10.0.0.7" || !strings.HasPrefix(n.Description.Hostname, "joiner") {
 		t.Errorf("got stored node %+v, want role %s, active, addr 10.0.0.7, hostname joiner", n, role)
 	}
 	cert, err := ca.ParseCert([]byte(resp.CertPEM))
@@ -120,10 +127,13 @@ func checkJoined(t *testing.T, f *fixture, resp api.JoinResponse, role api.NodeR
 func TestRotateJoinToken(t *testing.T) {
 	f, m := leaderFixture(t)
 	old := f.cluster()
+	joins := 0
 	join := func(token string) answer {
+		joins++
 		return m.as(nil).do("POST", "/v1/join", api.JoinRequest{
 			Token: token, CSRPEM: newCSR(t), Addr: "10.0.0.8",
-			Endpoints: api.Endpoints{Gossip: "10.0.0.8:7946", API: "10.0.0.8:2377", Raft: "10.0.0.8:2378"},
+			Description: api.NodeDescription{Hostname: fmt.Sprintf("h%d", joins)},
+			Endpoints:   api.Endpoints{Gossip: "10.0.0.8:7946", API: "10.0.0.8:2377", Raft: "10.0.0.8:2378"},
 		})
 	}
 

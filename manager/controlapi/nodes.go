@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/manager/admission"
 	"github.com/shoal-dev/shoal/store"
 )
 
@@ -167,7 +168,7 @@ func (s *Server) demoteNode(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		n.Spec.Role = api.RoleWorker
-		return nil
+		return s.revokeCerts(tx, n, api.RoleManager)
 	})
 	if n == nil {
 		return
@@ -219,6 +220,9 @@ func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) {
 			return badRequest("node %s is %s, not down: stop it or run shoal leave on it first, or use --force", n.ID, n.Status.State)
 		}
 		removed = n
+		if err := s.revokeCerts(tx, n, ""); err != nil {
+			return err
+		}
 		return tx.DeleteNode(n.ID)
 	})
 	if err != nil {
@@ -255,6 +259,9 @@ func (s *Server) sessionLeave(w http.ResponseWriter, r *http.Request) {
 			return fmt.Errorf("node %s: %w", id, store.ErrNotFound)
 		}
 		wasManager = n.Spec.Role == api.RoleManager
+		if err := s.revokeCerts(tx, n, ""); err != nil {
+			return err
+		}
 		return tx.DeleteNode(id)
 	})
 	if err != nil {
@@ -271,4 +278,17 @@ func (s *Server) sessionLeave(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("node left", "node", id, "manager", wasManager)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// revokeCerts puts n's certificates of role (all if empty) on the cluster's
+// deny list, in the write that demotes or removes n, so no moment passes in
+// which the store says "not a manager" and raft still takes the certificate.
+func (s *Server) revokeCerts(tx *store.Tx, n *api.Node, role api.NodeRole) error {
+	c := tx.Cluster()
+	if c == nil {
+		return nil
+	}
+	admission.Revoke(c, n, role)
+	admission.PruneRevoked(c, s.cfg.Clock.Now())
+	return tx.PutCluster(c)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/shoal-dev/shoal/api"
 	"github.com/shoal-dev/shoal/clock"
+	"github.com/shoal-dev/shoal/manager/admission"
 	"github.com/shoal-dev/shoal/manager/ca"
 	"github.com/shoal-dev/shoal/store"
 )
@@ -52,6 +53,8 @@ type Config struct {
 	Raft       Raft
 	Gossip     Gossip
 	Dispatcher Dispatcher
+	// Admission limits joins, keeps node names unique and knows revoked certificates.
+	Admission *admission.Admission
 	// CheckConstraint validates a placement constraint.
 	CheckConstraint ConstraintChecker
 	// ForwardTLS is the client TLS config used to forward calls to the leader.
@@ -87,6 +90,9 @@ const (
 )
 
 type callerKey struct{}
+
+// peerManagerKey marks a call whose TLS peer is a manager the store knows.
+type peerManagerKey struct{}
 
 // New builds the API server.
 func New(cfg Config) *Server {
@@ -141,11 +147,14 @@ func (s *Server) Handler() http.Handler {
 			caller, ok = ca.PeerIdentity(r.TLS)
 		}
 		// A certificate outlives a demotion or a removal: only a node the
-		// store knows as a manager keeps manager rights; the others are
-		// still nodes (they beat, learn they were removed, renew).
-		if ok && caller.Role == string(api.RoleManager) && !s.isManager(caller.NodeID) {
+		// store knows as a manager, with a certificate not on the deny
+		// list, keeps manager rights; the others are still nodes (they
+		// beat, learn they were removed, renew).
+		if ok && caller.Role == string(api.RoleManager) &&
+			(!s.isManager(caller.NodeID) || s.cfg.Admission.IsRevoked(admission.Serial(r.TLS.VerifiedChains[0][0]))) {
 			caller.Role = string(api.RoleWorker)
 		}
+		peerManager := ok && caller.Role == string(api.RoleManager)
 		// A manager that forwarded the call vouches for the original caller.
 		if ok && caller.Role == string(api.RoleManager) && r.Header.Get(headerCaller) != "" {
 			var fwd ca.Identity
@@ -155,8 +164,16 @@ func (s *Server) Handler() http.Handler {
 			}
 			caller = fwd
 		}
-		s.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, caller)))
+		ctx := context.WithValue(r.Context(), callerKey{}, caller)
+		ctx = context.WithValue(ctx, peerManagerKey{}, peerManager)
+		s.mux.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// peerIsManager reports whether the call came over TLS from a manager's certificate.
+func peerIsManager(r *http.Request) bool {
+	ok, _ := r.Context().Value(peerManagerKey{}).(bool)
+	return ok
 }
 
 func (s *Server) isManager(id string) bool {
@@ -243,6 +260,7 @@ func (s *Server) forwardToLeader(w http.ResponseWriter, r *http.Request, caller 
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
+			pr.SetXForwarded() // the leader limits joins by their source
 			pr.Out.Header.Set(headerForwarded, s.cfg.NodeID)
 			pr.Out.Header.Del(headerCaller)
 			if caller.Role != "" {

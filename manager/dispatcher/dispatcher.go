@@ -128,6 +128,9 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, nodeID string, hb api.Heartb
 				d.changes.WithLabelValues(string(api.NodeStateReady)).Inc()
 				d.log.Info("node ready", "node", nodeID, "was", n.Status.State)
 			}
+			if n.FirstHeartbeatAt.IsZero() {
+				n.FirstHeartbeatAt = d.cfg.Clock.Now()
+			}
 			n.Status = api.NodeStatus{State: api.NodeStateReady, Addr: hb.Addr}
 			n.Description = hb.Description
 			n.Endpoints = hb.Endpoints
@@ -144,7 +147,7 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, nodeID string, hb api.Heartb
 }
 
 func needsWrite(n *api.Node, hb api.Heartbeat) bool {
-	return n.Status.State != api.NodeStateReady || n.Status.Addr != hb.Addr ||
+	return n.Status.State != api.NodeStateReady || n.FirstHeartbeatAt.IsZero() || n.Status.Addr != hb.Addr ||
 		n.Endpoints != hb.Endpoints || !reflect.DeepEqual(n.Description, hb.Description)
 }
 
