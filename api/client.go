@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,6 +29,9 @@ func (e *StatusError) Error() string { return e.Message }
 type Client struct {
 	base string
 	http *http.Client
+	// index is the highest X-Shoal-Index answered so far; sent with every
+	// call so that a manager answers only once it has applied it.
+	index atomic.Uint64
 }
 
 // NewClient returns a client for host, which is unix:///path/to/sock,
@@ -84,7 +88,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.http.Do(req)
+	resp, err := c.send(req)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
@@ -110,6 +114,26 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
 	}
 	return nil
+}
+
+// send does req with the highest index seen so far and records the answer's.
+func (c *Client) send(req *http.Request) (*http.Response, error) {
+	if i := c.index.Load(); i > 0 {
+		req.Header.Set(HeaderIndex, strconv.FormatUint(i, 10))
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if i, err := strconv.ParseUint(resp.Header.Get(HeaderIndex), 10, 64); err == nil {
+		for {
+			old := c.index.Load()
+			if i <= old || c.index.CompareAndSwap(old, i) {
+				break
+			}
+		}
+	}
+	return resp, nil
 }
 
 // IsStatus reports whether err is an API answer with the given code.
@@ -264,7 +288,7 @@ func (c *Client) ServiceLogs(ctx context.Context, ref string, follow bool, w io.
 	if err != nil {
 		return err
 	}
-	resp, err := c.http.Do(req)
+	resp, err := c.send(req)
 	if err != nil {
 		return fmt.Errorf("logs %s: %w", ref, err)
 	}

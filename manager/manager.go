@@ -250,8 +250,14 @@ func (p proposer) Propose(ctx context.Context, data []byte) (any, error) {
 // raftView adapts raft to what the API needs.
 type raftView struct{ r *mraft.Raft }
 
-func (v raftView) IsLeader() bool           { return v.r.IsLeader() }
-func (v raftView) Leader() (string, string) { return v.r.Leader() }
+func (v raftView) IsLeader() bool                    { return v.r.IsLeader() }
+func (v raftView) Leader() (string, string)          { return v.r.Leader() }
+func (v raftView) Barrier(ctx context.Context) error { return v.r.Barrier(ctx) }
+func (v raftView) SinceContact() time.Duration       { return time.Since(v.r.LastContact()) }
+func (v raftView) LeaderWatch() controlapi.Leadership {
+	l := v.r.LeaderWatch()
+	return controlapi.Leadership{ID: l.ID, Gen: l.Gen, Changed: l.Changed}
+}
 func (v raftView) RemoveServer(ctx context.Context, id string) error {
 	return v.r.RemoveServer(ctx, id)
 }

@@ -85,7 +85,7 @@ func (s *Store) Restore(rc io.ReadCloser) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.db.Store(db)
-	s.index = index
+	s.setIndexLocked(index)
 	s.log.Info("restored snapshot", "index", index)
 	s.publish(Event{Index: index, Reset: true})
 	return nil

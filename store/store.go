@@ -34,6 +34,8 @@ type Store struct {
 	// mu serializes Apply, Restore and local proposals, and guards index.
 	mu    sync.Mutex
 	index uint64 // last applied log index
+	// indexMoved is closed when index changes; nil until a WaitIndex needs it.
+	indexMoved chan struct{}
 
 	proposer atomic.Pointer[proposerBox]
 
@@ -173,7 +175,7 @@ func (s *Store) Apply(l *raft.Log) any {
 
 func (s *Store) applyLocked(index uint64, data []byte) any {
 	if index > s.index {
-		s.index = index
+		s.setIndexLocked(index)
 	}
 	var cs changeSet
 	if err := json.Unmarshal(data, &cs); err != nil {

@@ -37,7 +37,38 @@ type fakeRaft struct {
 	removeErr  error
 	votersErr  error
 	leaderAddr string
+	// watched and gen follow leaderID for LeaderWatch; changed closes when it moves.
+	watched string
+	gen     uint64
+	changed chan struct{}
 }
+
+func (r *fakeRaft) LeaderWatch() controlapi.Leadership {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.changed == nil {
+		r.changed = make(chan struct{})
+	}
+	if r.gen == 0 || r.watched != r.leaderID {
+		r.watched = r.leaderID
+		r.gen++
+		close(r.changed)
+		r.changed = make(chan struct{})
+	}
+	return controlapi.Leadership{ID: r.leaderID, Gen: r.gen, Changed: r.changed}
+}
+
+// setLeader changes the leader and wakes the calls waiting for a change.
+func (r *fakeRaft) setLeader(id string, leading bool) {
+	r.mu.Lock()
+	r.leaderID, r.leader = id, leading
+	r.mu.Unlock()
+	r.LeaderWatch()
+}
+
+func (r *fakeRaft) SinceContact() time.Duration { return 0 }
+
+func (r *fakeRaft) Barrier(context.Context) error { return nil }
 
 func (r *fakeRaft) IsLeader() bool {
 	r.mu.Lock()
@@ -308,6 +339,7 @@ func (f *fixture) startManager(id string, r *fakeRaft, wrap func(http.Handler) h
 		Dispatcher: m.disp,
 		Admission:  f.adm,
 		ForwardTLS: ca.ClientTLS(f.root.Pool(), &cert, ca.RoleManager),
+		LeaderWait: 100 * time.Millisecond, // no election ends in these tests
 		Clock:      f.clk,
 		Logger:     f.log,
 	})

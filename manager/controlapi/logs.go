@@ -62,7 +62,7 @@ func (s *Server) serviceLogs(w http.ResponseWriter, r *http.Request) {
 			flusher.Flush()
 		}
 	}
-	client := &http.Client{Transport: s.forward}
+	client := &http.Client{Transport: s.fwd.tr}
 	var wg sync.WaitGroup
 	for _, src := range sources {
 		wg.Add(1)

@@ -363,13 +363,13 @@ func TestFollowerWithoutLeader(t *testing.T) {
 	if got := f.node("w1").Spec.Role; got != api.RoleWorker {
 		t.Errorf("got role %q, want worker: the follower must not write", got)
 	}
-	// Reads are served by any manager.
-	want(t, m.admin().do("GET", "/v1/nodes/w1", nil), http.StatusOK)
+	// Nor does it answer reads: it cannot tell whether its state is current.
+	if a := want(t, m.admin().do("GET", "/v1/nodes/w1", nil), http.StatusServiceUnavailable); !strings.Contains(a.message(), "no leader") {
+		t.Errorf("got message %q, want it to say there is no leader", a.message())
+	}
 
 	// A leader that is known but has no API address yet.
-	m.raft.mu.Lock()
-	m.raft.leaderID = "w1"
-	m.raft.mu.Unlock()
+	m.raft.setLeader("w1", false)
 	want(t, m.admin().do("POST", "/v1/nodes/w1/promote", nil), http.StatusServiceUnavailable)
 }
 

@@ -8,10 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -28,10 +25,25 @@ import (
 type Raft interface {
 	IsLeader() bool
 	Leader() (id, addr string)
+	// LeaderWatch returns the leader known now and a channel closed when it changes.
+	LeaderWatch() Leadership
+	// SinceContact is how long ago this follower last heard from the leader.
+	SinceContact() time.Duration
+	// Barrier waits until this leader has applied every entry committed before it.
+	Barrier(ctx context.Context) error
 	AddVoter(ctx context.Context, id, addr string) error
 	RemoveServer(ctx context.Context, id string) error
 	// Voters lists the IDs of the raft voters.
 	Voters() ([]string, error)
+}
+
+// Leadership is the leader a manager knows of at one moment.
+type Leadership struct {
+	ID string // "" while no leader is known
+	// Gen grows with every change of leader this manager sees.
+	Gen uint64
+	// Changed is closed at the next change of leader.
+	Changed <-chan struct{}
 }
 
 // Gossip tells whether a member is alive as seen by this node.
@@ -59,16 +71,26 @@ type Config struct {
 	CheckConstraint ConstraintChecker
 	// ForwardTLS is the client TLS config used to forward calls to the leader.
 	ForwardTLS *tls.Config
+	// ReadWait bounds how long a read waits for this manager to catch up
+	// with an index; zero is DefaultReadWait.
+	ReadWait time.Duration
+	// LeaderWait bounds how long a call waits for an election to end; zero
+	// is DefaultLeaderWait.
+	LeaderWait time.Duration
 	Clock      clock.Clock
 	Logger     *slog.Logger
 }
 
 // Server is the manager's API.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	mux     *http.ServeMux
-	forward *http.Transport
+	cfg        Config
+	log        *slog.Logger
+	mux        *http.ServeMux
+	readWait   time.Duration
+	leaderWait time.Duration
+	barrier    readBarrier
+	fwdMu      sync.Mutex
+	fwd        *forwarder
 	// netMu serializes writes that create, remove or refer to networks.
 	netMu sync.Mutex
 }
@@ -97,21 +119,23 @@ type peerManagerKey struct{}
 // New builds the API server.
 func New(cfg Config) *Server {
 	s := &Server{
-		cfg: cfg,
-		log: cfg.Logger.With("component", "controlapi"),
-		mux: http.NewServeMux(),
-		forward: &http.Transport{
-			TLSClientConfig: cfg.ForwardTLS,
-			// A leader behind a cut link must fail the call, not hang it.
-			DialContext:           (&net.Dialer{Timeout: 3 * time.Second}).DialContext,
-			TLSHandshakeTimeout:   3 * time.Second,
-			ResponseHeaderTimeout: 3 * forwardTimeout,
-			MaxIdleConnsPerHost:   4,
-		},
+		cfg:        cfg,
+		log:        cfg.Logger.With("component", "controlapi"),
+		mux:        http.NewServeMux(),
+		readWait:   cfg.ReadWait,
+		leaderWait: cfg.LeaderWait,
+		fwd:        newForwarder(cfg.ForwardTLS),
+	}
+	if s.readWait <= 0 {
+		s.readWait = DefaultReadWait
+	}
+	if s.leaderWait <= 0 {
+		s.leaderWait = DefaultLeaderWait
 	}
 	s.route("GET /v1/ca", anyone, false, s.getCA)
 	s.route("POST /v1/join", anyone, true, s.join)
 	s.route("POST /v1/raft/join", managers, true, s.raftJoin)
+	s.route(readIndexRoute, managers, false, s.readIndex)
 	s.route("POST /v1/session/heartbeat", nodes, true, s.heartbeat)
 	s.route("POST /v1/session/leave", nodes, true, s.sessionLeave)
 	s.route("POST /v1/certs/renew", nodes, true, s.renewCert)
@@ -198,6 +222,7 @@ func callerOf(r *http.Request) ca.Identity {
 
 func (s *Server) route(pattern string, need access, leaderOnly bool, h func(http.ResponseWriter, *http.Request)) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		w = &indexWriter{ResponseWriter: w, st: s.cfg.Store}
 		caller := callerOf(r)
 		switch need {
 		case nodes:
@@ -220,8 +245,21 @@ func (s *Server) route(pattern string, need access, leaderOnly bool, h func(http
 			}
 			ctx, cancel := context.WithTimeout(r.Context(), timeout)
 			defer cancel()
-			s.forwardToLeader(w, r.WithContext(ctx), caller)
+			s.forwardToLeader(w, r.WithContext(ctx), caller, h)
 			return
+		}
+		// A manager's reads see what the caller saw before, and never
+		// a state older than the leader's when the call began.
+		if need == managers && !leaderOnly && pattern != readIndexRoute {
+			if err := s.catchUp(r.Context(), r); err != nil {
+				var ae *apiError
+				if errors.As(err, &ae) {
+					ae.write(w)
+				} else {
+					writeError(w, http.StatusServiceUnavailable, "%v", err)
+				}
+				return
+			}
 		}
 		h(w, r)
 	})
@@ -232,47 +270,6 @@ func describe(id ca.Identity) string {
 		return "anonymous"
 	}
 	return fmt.Sprintf("%s %s", id.Role, id.NodeID)
-}
-
-// forwardToLeader proxies a leader-only call, so any manager can take writes.
-func (s *Server) forwardToLeader(w http.ResponseWriter, r *http.Request, caller ca.Identity) {
-	if r.Header.Get(headerForwarded) != "" {
-		writeError(w, http.StatusServiceUnavailable, "no leader: this manager lost leadership while the call was forwarded; try again")
-		return
-	}
-	leaderID, _ := s.cfg.Raft.Leader()
-	if leaderID == "" {
-		writeError(w, http.StatusServiceUnavailable, "no leader: this manager cannot reach a quorum of managers, so the cluster refuses writes here until it can")
-		return
-	}
-	var apiAddr string
-	s.cfg.Store.View(func(tx store.ReadTx) {
-		if n := tx.Node(leaderID); n != nil {
-			apiAddr = n.Endpoints.API
-		}
-	})
-	if apiAddr == "" {
-		writeError(w, http.StatusServiceUnavailable, "leader %s has no known API address yet; try again", leaderID)
-		return
-	}
-	callerJSON, _ := json.Marshal(caller)
-	target := &url.URL{Scheme: "https", Host: apiAddr}
-	proxy := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(target)
-			pr.SetXForwarded() // the leader limits joins by their source
-			pr.Out.Header.Set(headerForwarded, s.cfg.NodeID)
-			pr.Out.Header.Del(headerCaller)
-			if caller.Role != "" {
-				pr.Out.Header.Set(headerCaller, string(callerJSON))
-			}
-		},
-		Transport: s.forward,
-		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-			writeError(w, http.StatusBadGateway, "cannot reach the leader %s at %s (%v): if this manager is cut off from the others it has no quorum and refuses writes", leaderID, apiAddr, err)
-		},
-	}
-	proxy.ServeHTTP(w, r)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -348,6 +345,9 @@ var slowCalls = map[string]bool{
 	"POST /v1/session/leave":      true,
 	"POST /v1/nodes/{ref}/demote": true,
 }
+
+// readIndexRoute answers the leader's read index to followers.
+const readIndexRoute = "GET /v1/raft/read-index"
 
 // raftChangeTimeout bounds a raft membership change done on behalf of a caller.
 const raftChangeTimeout = 10 * time.Second

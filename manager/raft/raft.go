@@ -70,7 +70,9 @@ type Raft struct {
 	store    *raftboltdb.BoltStore
 	metrics  *metrics
 	leaders  *leaderFeed
-	observer *hraft.Observer
+	// leaderWatch follows who leads, seen from this node.
+	leaderWatch *leaderWatch
+	observer    *hraft.Observer
 
 	stop         chan struct{}
 	wg           sync.WaitGroup
@@ -204,12 +206,13 @@ func Open(cfg Config) (_ *Raft, err error) {
 		leaders:  newLeaderFeed(),
 		stop:     make(chan struct{}),
 	}
+	r.leaderWatch = newLeaderWatch(r.Leader)
 	r.metrics = newMetrics(r)
 	if err := r.metrics.register(cfg.Registry); err != nil {
 		return nil, err
 	}
 
-	observations := make(chan hraft.Observation, 16)
+	observations := make(chan hraft.Observation, 64)
 	r.observer = hraft.NewObserver(observations, false, func(o *hraft.Observation) bool {
 		_, ok := o.Data.(hraft.LeaderObservation)
 		return ok
@@ -238,14 +241,18 @@ func (r *Raft) watchNotify(notify <-chan bool) {
 	}
 }
 
-// watchObservations counts leader elections seen by this node.
+// watchObservations counts leader elections seen by this node and publishes
+// each change of leader.
 func (r *Raft) watchObservations(obs <-chan hraft.Observation) {
 	defer r.wg.Done()
 	for {
 		select {
 		case o := <-obs:
-			if lo, ok := o.Data.(hraft.LeaderObservation); ok && lo.LeaderID != "" {
-				r.metrics.leaderChanges.Inc()
+			if lo, ok := o.Data.(hraft.LeaderObservation); ok {
+				if lo.LeaderID != "" {
+					r.metrics.leaderChanges.Inc()
+				}
+				r.leaderWatch.refresh()
 			}
 		case <-r.stop:
 			return

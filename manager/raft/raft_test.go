@@ -97,7 +97,12 @@ func TestClusterReplicationFailoverAndMembership(t *testing.T) {
 		}
 	})
 
-	// The leader goes away: another is elected and writes work again.
+	// The leader goes away: another is elected and writes work again, and
+	// a follower's leader watch says so as soon as raft sees it.
+	watch := f1.LeaderWatch()
+	if watch.ID != lead.ID() {
+		t.Fatalf("got leader %q in f1's watch, want %s", watch.ID, lead.ID())
+	}
 	if err := lead.Shutdown(); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
@@ -115,6 +120,15 @@ func TestClusterReplicationFailoverAndMembership(t *testing.T) {
 	}
 
 	leader := waitLeader(t, f1, f2)
+	select {
+	case <-watch.Changed:
+	case <-ctxTimeout(t, 10*time.Second).Done():
+		t.Fatal("f1's leader watch did not change after the leader stopped")
+	}
+	waitFor(t, "f1 watching the new leader", func() bool { return f1.LeaderWatch().ID == leader.ID() })
+	if got := f1.LeaderWatch(); got.Gen <= watch.Gen {
+		t.Errorf("got generation %d after a new leader, want more than %d", got.Gen, watch.Gen)
+	}
 	if _, err := leader.Apply(ctxTimeout(t, 5*time.Second), []byte("b")); err != nil {
 		t.Fatalf("apply on new leader %s: %v", leader.ID(), err)
 	}
