@@ -14,4 +14,12 @@ var (
 	ErrMalformed = errors.New("store: malformed")
 	// ErrReadOnly: a write on the read view handed out by View.
 	ErrReadOnly = errors.New("store: read-only transaction")
+	// ErrTooLarge: an object encodes to more than MaxObjectBytes.
+	ErrTooLarge = errors.New("store: object too large")
 )
+
+// MaxObjectBytes bounds one object as encoded into a raft entry: every
+// object lives in each manager's memory, the log and every snapshot. The
+// API's per-field limits refuse earlier with a clearer message; this is the
+// guard for whatever they miss.
+const MaxObjectBytes = 1 << 20

@@ -285,6 +285,9 @@ func (t *table[T]) encode(id string, w *write, now time.Time) (op, error) {
 	if err != nil {
 		return op{}, fmt.Errorf("encode %s %s: %w", t.kind, id, err)
 	}
+	if len(raw) > MaxObjectBytes {
+		return op{}, fmt.Errorf("%s %s would be %d bytes, at most %d: %w", t.kind, id, len(raw), MaxObjectBytes, ErrTooLarge)
+	}
 	o.Op, o.Object = opPut, raw
 	return o, nil
 }

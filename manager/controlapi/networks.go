@@ -40,6 +40,10 @@ func (s *Server) createNetwork(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "create network: network name %q: want 1-63 letters, digits or dashes, starting with a letter or digit", spec.Name)
 		return
 	}
+	if err := checkLabels("labels", spec.Labels); err != nil {
+		writeStoreError(w, "create network", err)
+		return
+	}
 	if spec.Name == allocator.IngressName && !spec.Ingress {
 		writeError(w, http.StatusBadRequest, "create network: the name %q is kept for the ingress network", spec.Name)
 		return

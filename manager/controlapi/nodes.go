@@ -132,7 +132,7 @@ func (s *Server) updateNode(w http.ResponseWriter, r *http.Request) {
 		for k, v := range u.LabelAdd {
 			n.Spec.Labels[k] = v
 		}
-		return nil
+		return checkLabels("node labels", n.Spec.Labels)
 	})
 	if n != nil {
 		s.log.Info("node updated", "node", n.ID, "availability", n.Spec.Availability)

@@ -290,6 +290,8 @@ func writeStoreError(w http.ResponseWriter, what string, err error) {
 		code = http.StatusNotFound
 	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrExists):
 		code = http.StatusConflict
+	case errors.Is(err, store.ErrTooLarge):
+		code = http.StatusRequestEntityTooLarge
 	}
 	var bad *requestError
 	if errors.As(err, &bad) {

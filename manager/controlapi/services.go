@@ -21,6 +21,9 @@ var serviceName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9-]{0,62}$`)
 
 // validateSpec fills defaults and refuses what cannot run, naming the field.
 func (s *Server) validateSpec(spec *api.ServiceSpec) error {
+	if err := checkServiceLimits(spec); err != nil {
+		return err
+	}
 	if !serviceName.MatchString(spec.Name) {
 		return badRequest("service name %q: want 1-63 letters, digits or dashes, starting with a letter or digit", spec.Name)
 	}
