@@ -25,6 +25,7 @@ import (
 	"github.com/containerd/containerd/namespaces"
 
 	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/internal/testenv"
 	"github.com/shoal-dev/shoal/testimage"
 )
 
@@ -34,19 +35,16 @@ const taskNamespace = "shoal"
 // engineStartTimeout bounds how long a containerd may take to answer.
 const engineStartTimeout = 20 * time.Second
 
-// requireEngine skips the test unless containerd, runc, nsenter, busybox
-// and docker-registry are installed.
+// requireEngine stops the test unless containerd, runc, nsenter, busybox
+// and docker-registry are installed (apt-get install -y containerd runc
+// util-linux docker-registry busybox-static).
 func requireEngine(t testing.TB) {
 	t.Helper()
 	requireEnv(t)
 	for _, bin := range []string{"containerd", "containerd-shim-runc-v2", "runc", "nsenter", testimage.RegistryBinary} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("e2e: skipped: %s not installed (apt-get install -y containerd runc util-linux docker-registry): %v", bin, err)
-		}
+		testenv.Command(t, bin)
 	}
-	if _, err := os.Stat(testimage.DefaultBusybox); err != nil {
-		t.Skipf("e2e: skipped: no %s (apt-get install -y busybox-static): %v", testimage.DefaultBusybox, err)
-	}
+	testenv.File(t, testimage.DefaultBusybox)
 }
 
 // Engine is a private containerd running in a host's network namespace,

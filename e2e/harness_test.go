@@ -4,10 +4,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -21,10 +22,7 @@ func TestMain(m *testing.M) {
 // the namespaces, the processes in them and the run file.
 func TestHarness(t *testing.T) {
 	requireEnv(t)
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Skip("no sleep binary")
-	}
+	sleep := testenv.Command(t, "sleep")
 	var nsNames []string
 	var runID string
 	var leftover *Proc

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 // stateDir records, per run, the pid of the test process that owns the run's
@@ -40,15 +42,12 @@ type Net struct {
 	hosts []*Host
 }
 
-// requireEnv skips the test unless it can create namespaces.
+// requireEnv stops the test unless it can create namespaces: root (run
+// `make e2e` as root) and the `ip` command from iproute2.
 func requireEnv(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("e2e: skipped: needs root to create network namespaces (run `make e2e` as root)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("e2e: skipped: needs the `ip` command from iproute2")
-	}
+	testenv.Root(t)
+	testenv.Command(t, "ip")
 }
 
 // NewNet creates a run's switch namespace and registers the teardown of

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 // iperfResult is the part of iperf3 -J output read here.
@@ -165,14 +166,10 @@ const benchSeconds = 5
 // with SHOAL_E2E_BENCH=1 and needs iperf3 on the machine (the test image
 // has none: iperf3 runs from the host inside the tasks' namespaces).
 func TestOverlayThroughput(t *testing.T) {
-	if os.Getenv("SHOAL_E2E_BENCH") != "1" {
-		t.Skip("e2e: skipped: set SHOAL_E2E_BENCH=1 to measure overlay throughput")
-	}
+	testenv.OptIn(t, "SHOAL_E2E_BENCH", "measures overlay throughput")
 	requireEngine(t)
 	requireOverlay(t)
-	if _, err := exec.LookPath("iperf3"); err != nil {
-		t.Skipf("e2e: skipped: iperf3 not installed (apt-get install -y iperf3): %v", err)
-	}
+	testenv.Command(t, "iperf3") // apt-get install -y iperf3
 	shoalBin(t)
 	c := newOverlayCluster(t, 1, 1)
 	m, w1 := c.Managers[0], c.Workers[0]

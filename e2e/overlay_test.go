@@ -6,7 +6,6 @@ import (
 	"maps"
 	"net"
 	"net/netip"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/internal/testenv"
 	"github.com/shoal-dev/shoal/overlay"
 )
 
@@ -26,13 +26,12 @@ func httpGet(target string) string {
 	return fmt.Sprintf(`printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 2 %s 80`, target)
 }
 
-// requireOverlay skips the test unless the tools it drives are installed.
+// requireOverlay stops the test unless the tools it drives are installed
+// (apt-get install -y containerd nftables util-linux).
 func requireOverlay(t testing.TB) {
 	t.Helper()
 	for _, bin := range []string{"ctr", "nft", "nsenter", "unshare"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("e2e: skipped: %s not installed (apt-get install -y containerd nftables util-linux): %v", bin, err)
-		}
+		testenv.Command(t, bin)
 	}
 }
 
@@ -250,9 +249,7 @@ func TestOverlay(t *testing.T) {
 
 	t.Run("balancing", func(t *testing.T) {
 		defer c.Net.Bind(t)()
-		if o.cli == nil {
-			t.Skip("no client task: discovery failed")
-		}
+		testenv.After(t, o.cli != nil, "no client task: discovery failed")
 		const n = 30
 		tasks, err := Tasks(m, "api")
 		if err != nil {
@@ -284,9 +281,7 @@ func TestOverlay(t *testing.T) {
 
 	t.Run("outside", func(t *testing.T) {
 		defer c.Net.Bind(t)()
-		if o.cli == nil {
-			t.Skip("no client task: discovery failed")
-		}
+		testenv.After(t, o.cli != nil, "no client task: discovery failed")
 		// A listener on the registry host, outside the overlay: the cli task
 		// reaches it through m1's gateway bridge, masqueraded to m1's address.
 		reg := c.Registry
@@ -333,9 +328,7 @@ func TestOverlay(t *testing.T) {
 
 	t.Run("bad_input", func(t *testing.T) {
 		defer c.Net.Bind(t)()
-		if o.netID == "" {
-			t.Skip("no network: discovery failed")
-		}
+		testenv.After(t, o.netID != "", "no network: discovery failed")
 		var nets []api.Network
 		out := o.run(t, "network", "inspect", "appnet")
 		if err := json.Unmarshal([]byte(out), &nets); err != nil || len(nets) != 1 {
@@ -376,9 +369,7 @@ func TestOverlay(t *testing.T) {
 
 	t.Run("node_loss", func(t *testing.T) {
 		defer c.Net.Bind(t)()
-		if o.cli == nil || !o.vip.IsValid() {
-			t.Skip("no client task or VIP: discovery failed")
-		}
+		testenv.After(t, o.cli != nil && o.vip.IsValid(), "no client task or VIP: discovery failed")
 		tasks, _ := o.wait(t, "api", replicas(3))
 		lostTasks := Live(o.onNode(tasks, w2))
 		if len(lostTasks) == 0 {

@@ -13,17 +13,18 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 // PrometheusPort is the port a test Prometheus listens on.
 const PrometheusPort = 9090
 
-// requirePrometheus skips the test unless the prometheus binary is installed.
+// requirePrometheus stops the test unless the prometheus binary is installed
+// (apt-get install -y --no-install-recommends prometheus).
 func requirePrometheus(t testing.TB) {
 	t.Helper()
-	if _, err := exec.LookPath("prometheus"); err != nil {
-		t.Skipf("e2e: skipped: prometheus not installed (apt-get install -y --no-install-recommends prometheus): %v", err)
-	}
+	testenv.Command(t, "prometheus")
 }
 
 // Prometheus is a real Prometheus server running in a host's namespace.

@@ -13,11 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
 	"github.com/shoal-dev/shoal/overlay"
 	"github.com/shoal-dev/shoal/overlay/lb"
 	"github.com/shoal-dev/shoal/overlay/overlaytest"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 )
 
 // host is a network namespace standing for one node, with a Plane working inside it.
@@ -107,9 +109,7 @@ func ownLinks(t *testing.T, h *host) []string {
 }
 
 func TestKernelTwoHosts(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to make network namespaces")
-	}
+	testenv.Root(t)
 	id := fmt.Sprintf("ovt%d-%04x", os.Getpid(), rand.N(0x10000)) // unique per run
 	x := rand.N(250) + 1
 	a := newHost(t, id+"-ha", netip.MustParseAddr(fmt.Sprintf("10.99.%d.1", x)))
@@ -254,9 +254,7 @@ func TestKernelTwoHosts(t *testing.T) {
 }
 
 func TestKernelGateway(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to make network namespaces")
-	}
+	testenv.Root(t)
 	id := fmt.Sprintf("ovg%d-%04x", os.Getpid(), rand.N(0x10000))
 	x := rand.N(250) + 1
 	a := newHost(t, id+"-ha", netip.MustParseAddr(fmt.Sprintf("10.98.%d.1", x)))

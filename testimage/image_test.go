@@ -18,14 +18,13 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/shoal-dev/shoal/internal/testenv"
 	"github.com/shoal-dev/shoal/testimage"
 )
 
 func build(t *testing.T) *testimage.Image {
 	t.Helper()
-	if _, err := os.Stat(testimage.DefaultBusybox); err != nil {
-		t.Skipf("no busybox-static (apt-get install busybox-static): %v", err)
-	}
+	testenv.File(t, testimage.DefaultBusybox)
 	im, err := testimage.Build("")
 	if err != nil {
 		t.Fatalf("Build: %v", err)
@@ -178,9 +177,7 @@ func freeAddr(t *testing.T) string {
 
 func TestPushToRegistry(t *testing.T) {
 	im := build(t)
-	if _, err := os.Stat("/usr/bin/" + testimage.RegistryBinary); err != nil {
-		t.Skipf("no %s (apt-get install docker-registry): %v", testimage.RegistryBinary, err)
-	}
+	testenv.Command(t, testimage.RegistryBinary)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	reg, err := testimage.StartRegistry(ctx, t.TempDir(), freeAddr(t))

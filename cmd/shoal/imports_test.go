@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 // testingImporters may link the testing package into the binary: they are
@@ -18,10 +20,7 @@ var testingImporters = map[string]string{
 // TestBinaryImports guards the binary: no package whose path holds "fake",
 // and no testing package imported by anything but the known libraries above.
 func TestBinaryImports(t *testing.T) {
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("go tool not found: %v", err)
-	}
+	goTool := testenv.Command(t, "go")
 	out, err := exec.Command(goTool, "list", "-deps", "-f", `{{.ImportPath}} {{join .Imports " "}}`, ".").Output()
 	if err != nil {
 		var ee *exec.ExitError

@@ -14,6 +14,8 @@ import (
 	"github.com/miekg/dns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 var netnsSeq atomic.Int64
@@ -22,9 +24,7 @@ var netnsSeq atomic.Int64
 // a handle to it. It skips the test unless run as root.
 func testNetns(t *testing.T) (string, netns.NsHandle) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
-	}
+	testenv.Root(t)
 	name := fmt.Sprintf("shoal-dnstest-%d-%d", os.Getpid(), netnsSeq.Add(1))
 	// NewNamed moves the thread into the new netns: a locked thread, moved back; one that
 	// cannot move back stays locked, so Go ends it.

@@ -11,15 +11,15 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 var netnsSeq atomic.Uint64
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces, nftables)")
-	}
+	testenv.Root(t)
 }
 
 // newNetns creates a fresh named network namespace with lo up, deleted when the test ends,

@@ -16,6 +16,7 @@ import (
 	"github.com/shoal-dev/shoal/agent/exec"
 	ctrexec "github.com/shoal-dev/shoal/agent/exec/containerd"
 	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/internal/testenv"
 	"github.com/shoal-dev/shoal/testimage"
 )
 
@@ -380,9 +381,7 @@ func TestExecutor(t *testing.T) {
 
 func TestPullFromRegistry(t *testing.T) {
 	cfg := setup(t)
-	if _, err := os.Stat("/usr/bin/" + testimage.RegistryBinary); err != nil {
-		t.Skipf("skipping: no %s (apt-get install docker-registry): %v", testimage.RegistryBinary, err)
-	}
+	testenv.Command(t, testimage.RegistryBinary)
 	ctx := testCtx(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -18,6 +18,8 @@ import (
 
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/namespaces"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 // daemon is a private containerd started for one test.
@@ -26,20 +28,15 @@ type daemon struct {
 	sock string
 }
 
-// requireRoot skips tests that need root, containerd, runc and busybox.
+// requireRoot stops tests that need root, containerd, runc and busybox
+// (apt-get install -y containerd runc busybox-static) when they are missing.
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: containerd tests need root")
-	}
+	testenv.Root(t)
 	for _, bin := range []string{"containerd", "containerd-shim-runc-v2", "runc"} {
-		if _, err := osexec.LookPath(bin); err != nil {
-			t.Skipf("skipping: %s not installed (apt-get install -y containerd runc): %v", bin, err)
-		}
+		testenv.Command(t, bin)
 	}
-	if _, err := os.Stat("/bin/busybox"); err != nil {
-		t.Skipf("skipping: no /bin/busybox (apt-get install -y busybox-static): %v", err)
-	}
+	testenv.File(t, "/bin/busybox")
 }
 
 // startContainerd runs containerd with its own root, state and socket under a

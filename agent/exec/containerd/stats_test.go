@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"net"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/shoal-dev/shoal/agent/exec"
 	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/internal/testenv"
 	"github.com/shoal-dev/shoal/testimage"
 )
 
@@ -57,9 +57,7 @@ func TestStats(t *testing.T) {
 
 func TestPullObserved(t *testing.T) {
 	cfg := setup(t)
-	if _, err := os.Stat("/usr/bin/" + testimage.RegistryBinary); err != nil {
-		t.Skipf("skipping: no %s (apt-get install docker-registry): %v", testimage.RegistryBinary, err)
-	}
+	testenv.Command(t, testimage.RegistryBinary)
 	ctx := testCtx(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
