@@ -38,7 +38,10 @@ type Network struct {
 	dir       string // resolv.conf files
 	// netnsPrefix starts the names of this node's task namespaces.
 	netnsPrefix string
-	log         *slog.Logger
+	// own are this node's own ports (API, raft, gossip, metrics, VXLAN):
+	// never DNATed, whatever the assignments say.
+	own map[uint16]string
+	log *slog.Logger
 
 	mu        sync.Mutex
 	tasks     []*api.Task
@@ -56,8 +59,9 @@ type Network struct {
 	gatewaySet bool
 }
 
-// NewNetwork returns the data plane of node nodeID whose underlay address is vtep.
-func NewNetwork(nodeID string, vtep netip.Addr, dir string, log *slog.Logger) (*Network, error) {
+// NewNetwork returns the data plane of node nodeID whose underlay address is
+// vtep and which serves on endpoints.
+func NewNetwork(nodeID string, vtep netip.Addr, endpoints api.Endpoints, dir string, log *slog.Logger) (*Network, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("network state dir: %w", err)
 	}
@@ -68,6 +72,7 @@ func NewNetwork(nodeID string, vtep netip.Addr, dir string, log *slog.Logger) (*
 		upstreams:   dns.HostUpstreams("/etc/resolv.conf"),
 		dir:         dir,
 		netnsPrefix: "shoal-" + nodeID[:min(8, len(nodeID))] + "-",
+		own:         api.OwnPorts(endpoints),
 		log:         log,
 		prepared:    map[string]*api.Task{},
 		resolvers:   map[string]*dns.Resolver{},
@@ -239,10 +244,15 @@ func (n *Network) applyLocked() error {
 // namespace: DNAT to the backends' ingress addresses, masqueraded into the
 // ingress subnet, which the host reaches through its address on the bridge.
 func (n *Network) applyIngressLocked() error {
-	ports, subnet, ingressID := ingressPorts(n.state)
+	ports, subnet, ingressID, refused := ingressPorts(n.state, n.own)
 	text := fmt.Sprint(ports, subnet)
 	if n.ingressSet && n.ingress == text {
 		return nil
+	}
+	for _, r := range refused {
+		// The managers refuse these; an older manager or a node started on
+		// a port a service already publishes may still send one.
+		n.log.Warn("not publishing a port this node uses itself", "port", r)
 	}
 	if len(ports) > 0 {
 		// Forward what prerouting DNATs onto the overlay; let 127.0.0.1 reach the
@@ -299,8 +309,8 @@ func writeSysctl(path, value string) error {
 
 // ingressPorts turns the published ports into rules for the host namespace,
 // with the ingress subnet and the ingress network's ID; none while this node
-// has no ingress address.
-func ingressPorts(st api.NetworkState) ([]lb.PublishedPort, netip.Prefix, string) {
+// has no ingress address. Ports in own are left out and listed in refused.
+func ingressPorts(st api.NetworkState, own map[uint16]string) (_ []lb.PublishedPort, _ netip.Prefix, _ string, refused []string) {
 	var subnet netip.Prefix
 	var id string
 	for _, nw := range st.Networks {
@@ -311,10 +321,14 @@ func ingressPorts(st api.NetworkState) ([]lb.PublishedPort, netip.Prefix, string
 		}
 	}
 	if st.IngressAddr == "" || !subnet.IsValid() {
-		return nil, netip.Prefix{}, ""
+		return nil, netip.Prefix{}, "", nil
 	}
 	var out []lb.PublishedPort
 	for _, p := range st.Published {
+		if what, ok := own[p.Published]; ok {
+			refused = append(refused, fmt.Sprintf("%s: %s", p.PortConfig, what))
+			continue
+		}
 		lp := lb.PublishedPort{Protocol: p.Protocol, Published: p.Published, Target: p.Target}
 		for _, b := range p.Backends {
 			if a, err := netip.ParsePrefix(b); err == nil {
@@ -324,9 +338,9 @@ func ingressPorts(st api.NetworkState) ([]lb.PublishedPort, netip.Prefix, string
 		out = append(out, lp)
 	}
 	if len(out) == 0 {
-		return nil, netip.Prefix{}, ""
+		return nil, netip.Prefix{}, "", refused
 	}
-	return out, subnet, id
+	return out, subnet, id, refused
 }
 
 func (n *Network) keepsName(keep map[string]bool, name string) bool {

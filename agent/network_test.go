@@ -38,7 +38,7 @@ func TestIngressState(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ports, subnet, _ := ingressPorts(tt.st)
+			ports, subnet, _, _ := ingressPorts(tt.st, api.OwnPorts())
 			if !reflect.DeepEqual(ports, tt.wantPorts) || subnet != tt.wantSubnet {
 				t.Errorf("ingressPorts: got %v %v, want %v %v", ports, subnet, tt.wantPorts, tt.wantSubnet)
 			}
@@ -48,6 +48,40 @@ func TestIngressState(t *testing.T) {
 			}
 			if len(d.Networks) != 1 || d.Networks[0].HostAddr != tt.wantHost {
 				t.Errorf("desired networks: got %+v, want host address %v", d.Networks, tt.wantHost)
+			}
+		})
+	}
+}
+
+// TestIngressSkipsOwnPorts: whatever the assignments say, the agent does not
+// DNAT a port the node serves on itself.
+func TestIngressSkipsOwnPorts(t *testing.T) {
+	ing := &api.Network{ID: "ing", VNI: 4096, Spec: api.NetworkSpec{Name: "ingress", Subnet: "10.255.0.0/16", Ingress: true}}
+	own := api.OwnPorts(api.Endpoints{API: "10.0.0.1:2377", Metrics: "10.0.0.1:9323"})
+	tests := []struct {
+		name        string
+		published   []uint16
+		wantPorts   []uint16
+		wantRefused int
+	}{
+		{"a free port", []uint16{8080}, []uint16{8080}, 0},
+		{"the API port", []uint16{2377, 8080}, []uint16{8080}, 1},
+		{"raft, gossip, VXLAN", []uint16{2378, 7946, 4789}, nil, 3},
+		{"the metrics port", []uint16{9323}, nil, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := api.NetworkState{Networks: []*api.Network{ing}, IngressAddr: "10.255.0.9/16"}
+			for _, p := range tt.published {
+				st.Published = append(st.Published, api.PublishedPort{PortConfig: api.PortConfig{Published: p, Target: 80}})
+			}
+			ports, _, _, refused := ingressPorts(st, own)
+			var got []uint16
+			for _, p := range ports {
+				got = append(got, p.Published)
+			}
+			if !reflect.DeepEqual(got, tt.wantPorts) || len(refused) != tt.wantRefused {
+				t.Errorf("got ports %v refused %v, want %v and %d refused", got, refused, tt.wantPorts, tt.wantRefused)
 			}
 		})
 	}

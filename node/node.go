@@ -33,9 +33,9 @@ import (
 
 // Default ports, as Swarm's.
 const (
-	DefaultAPIPort    = 2377
-	DefaultRaftPort   = 2378
-	DefaultGossipPort = 7946
+	DefaultAPIPort    = api.DefaultAPIPort
+	DefaultRaftPort   = api.DefaultRaftPort
+	DefaultGossipPort = api.DefaultGossipPort
 )
 
 // errLeft ends Run when the node has left the cluster on request.
@@ -276,7 +276,7 @@ func (n *Node) serve(ctx context.Context, resumed bool) error {
 	if err != nil {
 		return fmt.Errorf("advertise address %q: %w", st.Addr, err)
 	}
-	network, err := agent.NewNetwork(st.NodeID, vtep, filepath.Join(n.paths.tasks(), "net"), n.log)
+	network, err := agent.NewNetwork(st.NodeID, vtep, n.endpoints(st), filepath.Join(n.paths.tasks(), "net"), n.log)
 	if err != nil {
 		return err
 	}

@@ -191,7 +191,7 @@ func validateEndpoint(spec *api.ServiceSpec) error {
 
 // resolveNetworks checks a service spec against the state inside the
 // write: it replaces network names by IDs (refusing unknown ones and the
-// ingress network), refuses ports another service publishes, and creates
+// ingress network), refuses ports another service or Shoal itself uses, and creates
 // the ingress network when the spec is the first to publish a port. selfID
 // is the service being updated, "" for a new one. Callers hold netMu.
 func resolveNetworks(tx *store.Tx, spec *api.ServiceSpec, selfID string) error {
@@ -217,6 +217,9 @@ func resolveNetworks(tx *store.Tx, spec *api.ServiceSpec, selfID string) error {
 	spec.Networks = ids
 	if len(spec.Endpoint.Ports) == 0 {
 		return nil
+	}
+	if err := checkOwnPorts(tx, spec.Endpoint.Ports); err != nil {
+		return err
 	}
 	for _, other := range tx.Services() {
 		if other.ID == selfID {
