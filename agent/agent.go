@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"strconv"
@@ -155,6 +156,13 @@ func (a *Agent) ProbeEngine(ctx context.Context) {
 
 // Run beats until ctx ends. The first beat goes out at once; the engine is
 // probed beside it so a slow engine never delays a heartbeat.
+//
+// Beats keep a fixed schedule: the next is due a period (±10 %, so that
+// nodes started together do not beat together) after the previous one was
+// due, not after it ended, and each call gives up after 3/4 of a period.
+// A slow or lossy link therefore still beats once a period, where waiting
+// a period after a 2 s call spaced beats 3 s apart and the leader, missing
+// three, marked the node down.
 func (a *Agent) Run(ctx context.Context) {
 	go a.probeLoop(ctx)
 	if a.cfg.NewExecutor != nil {
@@ -162,14 +170,20 @@ func (a *Agent) Run(ctx context.Context) {
 		go a.runAssignments(ctx)
 	}
 	period := time.Second
+	due := a.cfg.Clock.Now()
 	for {
-		if resp, ok := a.beat(ctx); ok {
+		if resp, ok := a.beat(ctx, period*3/4); ok {
 			if resp.Period > 0 {
 				period = resp.Period
 			}
 			a.cfg.OnResponse(resp)
 		}
-		tick, stop := a.cfg.Clock.NewTicker(period)
+		due = nextBeat(due, a.cfg.Clock.Now(), period, rand.Float64())
+		wait := due.Sub(a.cfg.Clock.Now())
+		if wait <= 0 {
+			continue
+		}
+		tick, stop := a.cfg.Clock.NewTicker(wait)
 		select {
 		case <-ctx.Done():
 			stop()
@@ -178,6 +192,16 @@ func (a *Agent) Run(ctx context.Context) {
 			stop()
 		}
 	}
+}
+
+// nextBeat is when the beat after the one due at prev is due: a period
+// later, jittered by ±10 % (r in [0,1)), or now if that has passed.
+func nextBeat(prev, now time.Time, period time.Duration, r float64) time.Time {
+	next := prev.Add(time.Duration(float64(period) * (0.9 + 0.2*r)))
+	if next.Before(now) {
+		return now
+	}
+	return next
 }
 
 func (a *Agent) probeLoop(ctx context.Context) {
@@ -193,12 +217,13 @@ func (a *Agent) probeLoop(ctx context.Context) {
 	}
 }
 
-// beat sends one heartbeat, to the manager that answered last first.
-func (a *Agent) beat(ctx context.Context) (api.HeartbeatResponse, bool) {
+// beat sends one heartbeat, to the manager that answered last first,
+// giving each manager timeout to answer.
+func (a *Agent) beat(ctx context.Context, timeout time.Duration) (api.HeartbeatResponse, bool) {
 	hb := api.Heartbeat{Description: a.Description(), Endpoints: a.cfg.Endpoints, Addr: a.cfg.Addr}
 	var resp api.HeartbeatResponse
 	err := a.withManager(ctx, func(c *api.Client) error {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		cctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		var err error
 		resp, err = c.Heartbeat(cctx, hb)

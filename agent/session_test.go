@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 
@@ -330,12 +331,12 @@ func TestBeatCountsFailures(t *testing.T) {
 	h := newSessionHarness(t, []api.Endpoints{{API: m.addr()}})
 	ctx := context.Background()
 
-	resp, ok := h.a.beat(ctx)
+	resp, ok := h.a.beat(ctx, time.Second)
 	if !ok || resp.LeaderID != "m1" {
 		t.Errorf("beat: got %+v, %v, want m1's answer", resp, ok)
 	}
 	m.setDown(true)
-	if _, ok := h.a.beat(ctx); ok {
+	if _, ok := h.a.beat(ctx, time.Second); ok {
 		t.Errorf("beat with the manager down: got ok, want a failure")
 	}
 	if got := counterValue(t, h.a); got != 1 {

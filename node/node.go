@@ -58,6 +58,9 @@ type Node struct {
 	cert     *tls.Certificate
 	mgr      *runningManager
 	leaderID string
+	// clients holds one client (one connection) per manager API address,
+	// dropped when the certificate changes and closed when the node stops.
+	clients map[string]*api.Client
 
 	// events from the agent and the local API to the main loop.
 	heartbeats chan api.HeartbeatResponse
@@ -183,6 +186,7 @@ func (n *Node) loadIdentity(st *state) error {
 	n.mu.Lock()
 	n.st, n.pool, n.cert = st, pool, &pair
 	n.mu.Unlock()
+	n.closeClients()
 	return nil
 }
 
@@ -229,9 +233,43 @@ func (n *Node) clientTLS() *tls.Config {
 	return n.withCurrentCert(ca.ClientTLS(pool, n.currentCert()))
 }
 
-// dial returns an mTLS client for a manager's API address.
+// dial returns the mTLS client for a manager's API address, the same one
+// for every call so that they share its connection.
 func (n *Node) dial(apiAddr string) (*api.Client, error) {
-	return api.NewClient(apiAddr, n.clientTLS())
+	n.mu.Lock()
+	c := n.clients[apiAddr]
+	n.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	c, err := api.NewClient(apiAddr, n.clientTLS())
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if old := n.clients[apiAddr]; old != nil {
+		c.Close()
+		return old, nil
+	}
+	if n.clients == nil {
+		n.clients = map[string]*api.Client{}
+	}
+	n.clients[apiAddr] = c
+	return c, nil
+}
+
+// closeClients closes the manager connections; the next call dials anew.
+// Managers know a caller by the certificate of its connection, so a new
+// certificate (a promotion, a renewal) needs new connections.
+func (n *Node) closeClients() {
+	n.mu.Lock()
+	cs := n.clients
+	n.clients = nil
+	n.mu.Unlock()
+	for _, c := range cs {
+		c.Close()
+	}
 }
 
 func (n *Node) managers() []api.Endpoints {
@@ -246,6 +284,7 @@ func (n *Node) serve(ctx context.Context, resumed bool) error {
 	defer cancel()
 	log := n.log.With("node", st.NodeID)
 	n.log = log
+	defer n.closeClients()
 
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if n.cfg.MetricsAddr != "" {
@@ -386,13 +425,18 @@ func (n *Node) onHeartbeat(ctx context.Context, r api.HeartbeatResponse) error {
 	}
 	n.mu.Lock()
 	n.leaderID = r.LeaderID
-	if len(r.Managers) > 0 {
+	changed := len(r.Managers) > 0 && !slices.Equal(n.st.Managers, r.Managers)
+	if changed {
 		n.st.Managers = r.Managers
 	}
 	st := *n.st
 	n.mu.Unlock()
-	if err := saveState(n.paths, &st); err != nil {
-		n.log.Warn("save manager list", "err", err)
+	// Written (and synced) only when the manager list changes, not on
+	// every beat.
+	if changed {
+		if err := saveState(n.paths, &st); err != nil {
+			n.log.Warn("save manager list", "err", err)
+		}
 	}
 	if r.Role == "" || r.Role == st.Role {
 		return nil
