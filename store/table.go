@@ -23,6 +23,9 @@ type table[T any] struct {
 	indexes map[string]func(*T) string
 	// singleton tables hold at most one object.
 	singleton bool
+	// clone deep-copies an object (the api type's Clone): reads hand out
+	// copies, so callers may change what they get.
+	clone func(*T) *T
 }
 
 // anyTable is the kind-independent face of a table, used by the FSM,
@@ -79,7 +82,7 @@ func (t *table[T]) lookup(tx *Tx, id string) (*T, bool) {
 // get returns a copy of the object with that ID, or nil.
 func (t *table[T]) get(tx *Tx, id string) *T {
 	if o, ok := t.lookup(tx, id); ok {
-		return mustClone(o)
+		return t.clone(o)
 	}
 	return nil
 }
@@ -123,7 +126,7 @@ func (t *table[T]) each(tx *Tx, fn func(*T) bool) {
 func (t *table[T]) list(tx *Tx) []*T {
 	var out []*T
 	t.each(tx, func(o *T) bool {
-		out = append(out, mustClone(o))
+		out = append(out, t.clone(o))
 		return true
 	})
 	return out
@@ -133,7 +136,7 @@ func (t *table[T]) list(tx *Tx) []*T {
 func (t *table[T]) first(tx *Tx) *T {
 	var out *T
 	t.each(tx, func(o *T) bool {
-		out = mustClone(o)
+		out = t.clone(o)
 		return false
 	})
 	return out
@@ -164,7 +167,7 @@ func (t *table[T]) where(tx *Tx, index, v string) []*T {
 	}
 	slices.SortFunc(out, func(a, b *T) int { return strings.Compare(t.id(a), t.id(b)) })
 	for i, o := range out {
-		out[i] = mustClone(o)
+		out[i] = t.clone(o)
 	}
 	return out
 }
@@ -178,7 +181,7 @@ func (t *table[T]) find(tx *Tx, ref, nameIndex string) []*T {
 		return nil
 	}
 	if o, ok := t.lookup(tx, ref); ok {
-		return []*T{mustClone(o)}
+		return []*T{t.clone(o)}
 	}
 	if named := t.where(tx, nameIndex, ref); len(named) > 0 {
 		return named
@@ -186,7 +189,7 @@ func (t *table[T]) find(tx *Tx, ref, nameIndex string) []*T {
 	var prefixed []*T
 	t.each(tx, func(o *T) bool {
 		if strings.HasPrefix(t.id(o), ref) {
-			prefixed = append(prefixed, mustClone(o))
+			prefixed = append(prefixed, t.clone(o))
 		}
 		return true
 	})
@@ -241,11 +244,7 @@ func (t *table[T]) put(tx *Tx, obj *T) error {
 	case !ok && t.singleton && t.first(tx) != nil:
 		return fmt.Errorf("put %s %s: only one %s allowed: %w", t.kind, id, t.kind, ErrExists)
 	}
-	c, err := clone(obj)
-	if err != nil {
-		return fmt.Errorf("put %s %s: %w", t.kind, id, err)
-	}
-	t.entry(tx, id).obj = c
+	t.entry(tx, id).obj = t.clone(obj)
 	return nil
 }
 
@@ -407,28 +406,4 @@ func (f stringIndex[T]) PrefixFromArgs(args ...any) ([]byte, error) {
 		return nil, err
 	}
 	return k[:len(k)-1], nil
-}
-
-// clone deep-copies v through its JSON form, which is also its wire and
-// snapshot form, so a copy is exactly what another manager would hold.
-func clone[T any](v *T) (*T, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("copy: %w", err)
-	}
-	out := new(T)
-	if err := json.Unmarshal(b, out); err != nil {
-		return nil, fmt.Errorf("copy: %w", err)
-	}
-	return out, nil
-}
-
-// mustClone copies an object that is already in the store or a tx: it went
-// through JSON on the way in, so it goes through again.
-func mustClone[T any](v *T) *T {
-	c, err := clone(v)
-	if err != nil {
-		panic(fmt.Sprintf("store: copy of stored object: %v", err))
-	}
-	return c
 }

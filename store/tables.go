@@ -19,6 +19,7 @@ const (
 // and one-line accessors on Tx (plus ReadTx for the read side).
 
 var nodes = &table[api.Node]{
+	clone:   (*api.Node).Clone,
 	kind:    KindNode,
 	id:      func(n *api.Node) string { return n.ID },
 	meta:    func(n *api.Node) *api.Meta { return &n.Meta },
@@ -26,6 +27,7 @@ var nodes = &table[api.Node]{
 }
 
 var clusters = &table[api.Cluster]{
+	clone:     (*api.Cluster).Clone,
 	kind:      KindCluster,
 	id:        func(c *api.Cluster) string { return c.ID },
 	meta:      func(c *api.Cluster) *api.Meta { return &c.Meta },
@@ -33,6 +35,7 @@ var clusters = &table[api.Cluster]{
 }
 
 var services = &table[api.Service]{
+	clone:   (*api.Service).Clone,
 	kind:    KindService,
 	id:      func(s *api.Service) string { return s.ID },
 	meta:    func(s *api.Service) *api.Meta { return &s.Meta },
@@ -40,9 +43,10 @@ var services = &table[api.Service]{
 }
 
 var tasks = &table[api.Task]{
-	kind: KindTask,
-	id:   func(t *api.Task) string { return t.ID },
-	meta: func(t *api.Task) *api.Meta { return &t.Meta },
+	clone: (*api.Task).Clone,
+	kind:  KindTask,
+	id:    func(t *api.Task) string { return t.ID },
+	meta:  func(t *api.Task) *api.Meta { return &t.Meta },
 	indexes: map[string]func(*api.Task) string{
 		"service": func(t *api.Task) string { return t.ServiceID },
 		"node":    func(t *api.Task) string { return t.NodeID },
@@ -50,6 +54,7 @@ var tasks = &table[api.Task]{
 }
 
 var networks = &table[api.Network]{
+	clone:   (*api.Network).Clone,
 	kind:    KindNetwork,
 	id:      func(n *api.Network) string { return n.ID },
 	meta:    func(n *api.Network) *api.Meta { return &n.Meta },
