@@ -102,7 +102,12 @@ func (a *Agent) currentWorker() *Worker {
 
 // RemoveAll stops and removes every task container on this node, for a
 // node that leaves the cluster. Each gets the default stop grace period.
+// Then the networking goes too: a node out of the cluster publishes no
+// port and keeps no overlay.
 func (a *Agent) RemoveAll(ctx context.Context) error {
+	if a.cfg.Network != nil {
+		defer a.cfg.Network.Update(nil, api.NetworkState{})
+	}
 	e := a.Executor()
 	if e == nil {
 		return nil

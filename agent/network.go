@@ -49,10 +49,7 @@ type Network struct {
 	prepared  map[string]*api.Task // created here, maybe not yet in the assignments
 	resolvers map[string]*dns.Resolver
 	rules     map[string]string // task ID -> the LB rules last applied, as text
-	// ingress is the published-port rules last applied in the host
-	// namespace, as text; ingressSet is false until the first apply.
-	ingress    string
-	ingressSet bool
+	refused   string            // own ports last left out of the ingress table
 	// gateway is whether the masquerade of the gateway subnet was last
 	// applied (true) or removed; gatewaySet is false until the first time.
 	gateway    bool
@@ -66,13 +63,21 @@ func NewNetwork(nodeID string, vtep netip.Addr, endpoints api.Endpoints, dir str
 		return nil, fmt.Errorf("network state dir: %w", err)
 	}
 	log = log.With("component", "network")
+	own := api.OwnPorts(endpoints)
+	// Until the first assignments, the ingress table is what an earlier
+	// agent left; drop it if it could cut this node off from the managers.
+	if dropped, reason, err := lb.DropStaleIngress("", own); err != nil {
+		log.Warn("check the ingress table left by an earlier agent", "err", err)
+	} else if dropped {
+		log.Info("dropped a stale ingress table", "table", lb.IngressTable, "reason", reason)
+	}
 	return &Network{
 		plane:       overlay.New(overlay.Config{VTEP: vtep, Logger: log}, overlay.RealNetlink()),
 		table:       dns.NewTable(),
 		upstreams:   dns.HostUpstreams("/etc/resolv.conf"),
 		dir:         dir,
 		netnsPrefix: "shoal-" + nodeID[:min(8, len(nodeID))] + "-",
-		own:         api.OwnPorts(endpoints),
+		own:         own,
 		log:         log,
 		prepared:    map[string]*api.Task{},
 		resolvers:   map[string]*dns.Resolver{},
@@ -243,16 +248,17 @@ func (n *Network) applyLocked() error {
 // applyIngressLocked publishes the ports of the routing mesh in the host
 // namespace: DNAT to the backends' ingress addresses, masqueraded into the
 // ingress subnet, which the host reaches through its address on the bridge.
+// The table is derived from the cluster state alone, on every reconcile:
+// the kernel's copy is compared (by digest) and replaced when it differs.
 func (n *Network) applyIngressLocked() error {
 	ports, subnet, ingressID, refused := ingressPorts(n.state, n.own)
-	text := fmt.Sprint(ports, subnet)
-	if n.ingressSet && n.ingress == text {
-		return nil
-	}
-	for _, r := range refused {
-		// The managers refuse these; an older manager or a node started on
-		// a port a service already publishes may still send one.
-		n.log.Warn("not publishing a port this node uses itself", "port", r)
+	// The managers refuse these; an older manager or a node started on a
+	// port a service already publishes may still send one.
+	if text := strings.Join(refused, ", "); text != n.refused {
+		if text != "" {
+			n.log.Warn("not publishing ports this node uses itself", "ports", text)
+		}
+		n.refused = text
 	}
 	if len(ports) > 0 {
 		// Forward what prerouting DNATs onto the overlay; let 127.0.0.1 reach the
@@ -270,10 +276,13 @@ func (n *Network) applyIngressLocked() error {
 			n.log.Debug("route_localnet on the ingress bridge", "err", err)
 		}
 	}
-	if err := lb.ApplyIngress("", ports, subnet); err != nil {
+	changed, err := lb.SyncIngress("", ports, subnet)
+	if err != nil {
 		return fmt.Errorf("published ports: %w", err)
 	}
-	n.ingress, n.ingressSet = text, true
+	if changed {
+		n.log.Debug("ingress table replaced", "ports", len(ports))
+	}
 	return nil
 }
 

@@ -103,7 +103,7 @@ func ApplyIngress(netnsPath string, ports []PublishedPort, ingressSubnet netip.P
 		if len(norm) == 0 {
 			return removeTable(c, IngressTable)
 		}
-		if err := addIngressTable(c, norm, ingressSubnet.Masked()); err != nil {
+		if err := addIngressTable(c, norm, ingressSubnet.Masked(), digestOf(norm, ingressSubnet)); err != nil {
 			return err
 		}
 		if err := c.Flush(); err != nil {

@@ -116,8 +116,8 @@ func addTaskTable(c *nftables.Conn, vips []VIP) error {
 }
 
 // addIngressTable queues the replacement of shoal_ingress with rules for ports (normalized,
-// non-empty) and the masquerade into subnet.
-func addIngressTable(c *nftables.Conn, ports []PublishedPort, subnet netip.Prefix) error {
+// non-empty) and the masquerade into subnet; the prerouting rule carries digest.
+func addIngressTable(c *nftables.Conn, ports []PublishedPort, subnet netip.Prefix, digest string) error {
 	b := replaceTable(c, IngressTable)
 	pub := b.c.AddChain(&nftables.Chain{Name: chainPublished, Table: b.table})
 	pre := b.natChain(chainPrerouting, nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest)
@@ -130,7 +130,7 @@ func addIngressTable(c *nftables.Conn, ports []PublishedPort, subnet netip.Prefi
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
 		&expr.Verdict{Kind: expr.VerdictJump, Chain: chainPublished},
 	}
-	b.rule(pre, jump...)
+	b.c.AddRule(&nftables.Rule{Table: b.table, Chain: pre, Exprs: jump, UserData: comment(digestPrefix + digest)})
 	b.rule(out, jump...)
 
 	for _, p := range ports {
