@@ -11,8 +11,9 @@ RACE_PKGS := ./store/... ./manager/raft/...
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build bin/shoal
+build: ## build bin/shoal and bin/shoal-sim (the hollow-node simulator)
 	$(GO) build -o $(BIN) ./cmd/shoal
+	$(GO) build -o bin/shoal-sim ./cmd/shoal-sim
 
 test: unit e2e ## unit tests, then the e2e scenarios (what CI runs)
 
@@ -21,7 +22,7 @@ unit: ## unit tests: -race for store and raft, plain for the rest
 	$(GO) test $$($(GO) list ./... | grep -v -E '/e2e$$|/store(/|$$)|/manager/raft(/|$$)')
 
 e2e: build ## multi-host scenarios on network namespaces (needs root)
-	SHOAL_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 15m ./e2e/
+	SHOAL_BIN=$(CURDIR)/$(BIN) SHOAL_SIM_BIN=$(CURDIR)/bin/shoal-sim $(GO) test -count=1 -v -timeout 15m ./e2e/
 
 check: ## gofmt (must list nothing) and go vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt -l: not formatted:"; echo "$$out"; exit 1; fi

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,63 +9,95 @@ import (
 	"testing"
 )
 
+// builtBin is one program under test, found or built once per test process.
+type builtBin struct {
+	once sync.Once
+	path string
+	err  string
+}
+
 var (
-	binOnce sync.Once
-	binPath string
-	binDir  string
-	binErr  string
+	shoalProg, simProg builtBin
+	binDirOnce         sync.Once
+	binDir             string
+	binDirErr          string
 )
 
 // shoalBin returns the shoal binary under test: $SHOAL_BIN if set, else one
 // built from this module once per test process.
 func shoalBin(t testing.TB) string {
 	t.Helper()
-	binOnce.Do(func() {
-		if p := os.Getenv("SHOAL_BIN"); p != "" {
+	return program(t, &shoalProg, "SHOAL_BIN", "shoal")
+}
+
+// simBin returns the hollow-node simulator: $SHOAL_SIM_BIN if set, else one
+// built from this module once per test process.
+func simBin(t testing.TB) string {
+	t.Helper()
+	return program(t, &simProg, "SHOAL_SIM_BIN", "shoal-sim")
+}
+
+func program(t testing.TB, b *builtBin, env, name string) string {
+	t.Helper()
+	b.once.Do(func() {
+		if p := os.Getenv(env); p != "" {
 			abs, err := filepath.Abs(p)
 			if err != nil {
-				binErr = err.Error()
+				b.err = err.Error()
 				return
 			}
 			if _, err := os.Stat(abs); err != nil {
-				binErr = "SHOAL_BIN: " + err.Error()
+				b.err = env + ": " + err.Error()
 				return
 			}
-			binPath = abs
+			b.path = abs
 			return
 		}
-		// The binary lives under stateDir with an owner file, so a later
-		// run removes it if this process dies before TestMain cleans up.
+		dir, err := buildDir()
+		if err != nil {
+			b.err = err.Error()
+			return
+		}
+		out := filepath.Join(dir, name)
+		cmd := exec.Command("go", "build", "-o", out, "./cmd/"+name)
+		cmd.Dir = ".." // the module root; go test runs in the package directory
+		if o, err := cmd.CombinedOutput(); err != nil {
+			b.err = "go build ./cmd/" + name + ": " + err.Error() + "\n" + string(o)
+			return
+		}
+		b.path = out
+	})
+	if b.err != "" {
+		t.Fatalf("%s binary: %s", name, b.err)
+	}
+	return b.path
+}
+
+// buildDir is where built binaries go: under stateDir with an owner file,
+// so a later run removes it if this process dies before TestMain cleans up.
+func buildDir() (string, error) {
+	binDirOnce.Do(func() {
 		if err := os.MkdirAll(stateDir, 0o700); err != nil {
-			binErr = err.Error()
+			binDirErr = err.Error()
 			return
 		}
 		dir, err := os.MkdirTemp(stateDir, "bin-")
 		if err != nil {
-			binErr = err.Error()
+			binDirErr = err.Error()
 			return
 		}
 		binDir = dir
 		if err := writeOwner(filepath.Join(dir, "owner")); err != nil {
-			binErr = err.Error()
-			return
+			binDirErr = err.Error()
 		}
-		out := filepath.Join(dir, "shoal")
-		cmd := exec.Command("go", "build", "-o", out, "./cmd/shoal")
-		cmd.Dir = ".." // the module root; go test runs in the package directory
-		if b, err := cmd.CombinedOutput(); err != nil {
-			binErr = "go build ./cmd/shoal: " + err.Error() + "\n" + string(b)
-			return
-		}
-		binPath = out
 	})
-	if binErr != "" {
-		t.Fatalf("shoal binary: %s", binErr)
+	if binDirErr != "" {
+		return "", errors.New("e2e: binary directory: " + binDirErr)
 	}
-	return binPath
+	return binDir, nil
 }
 
-// removeBin deletes a binary built by shoalBin; TestMain calls it.
+// removeBin deletes the binaries built here; TestMain calls it.
 func removeBin() {
 	if binDir != "" {
 		os.RemoveAll(binDir)

@@ -112,45 +112,15 @@ func (n *Node) join(ctx context.Context) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	token, err := ca.ParseJoinToken(strings.TrimSpace(n.cfg.JoinToken))
-	if err != nil {
-		return nil, fmt.Errorf("join token: %w", err)
-	}
-	addr := n.cfg.JoinAddr
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		addr = net.JoinHostPort(addr, strconv.Itoa(DefaultAPIPort))
-	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	caPEM, err := fetchCA(ctx, addr)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := ca.VerifyDigest(caPEM, token.CADigest); err != nil {
-		return nil, fmt.Errorf("the manager at %s is not the cluster named in the join token, refusing to trust it: %w", addr, err)
-	}
-	root, err := ca.ParseRootCA(caPEM, nil)
-	if err != nil {
-		return nil, err
-	}
-	keyPEM, csr, err := newKeyAndCSR()
-	if err != nil {
-		return nil, err
-	}
-	c, err := api.NewClient(addr, ca.ClientTLS(root.Pool(), nil))
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	resp, err := c.Join(ctx, api.JoinRequest{
-		Token:       n.cfg.JoinToken,
-		CSRPEM:      string(csr),
+	resp, keyPEM, err := requestJoin(ctx, n.cfg.JoinAddr, n.cfg.JoinToken, api.JoinRequest{
 		Addr:        st.Addr,
 		Endpoints:   n.endpoints(*st),
 		Description: api.NodeDescription{Hostname: st.Hostname},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("join %s: %w", addr, err)
+		return nil, err
 	}
 	st.NodeID, st.ClusterID, st.Role = resp.NodeID, resp.ClusterID, resp.Role
 	st.GossipKey, st.Managers = resp.GossipKey, resp.Managers
@@ -159,6 +129,45 @@ func (n *Node) join(ctx context.Context) (*state, error) {
 	}
 	n.log.Info("joined cluster", "cluster", st.ClusterID, "node", st.NodeID, "role", st.Role)
 	return st, nil
+}
+
+// requestJoin pins the CA of the manager at addr by the token's digest and
+// sends req with the token and a new key's CSR. It returns the manager's
+// answer and the new key.
+func requestJoin(ctx context.Context, addr, joinToken string, req api.JoinRequest) (api.JoinResponse, []byte, error) {
+	token, err := ca.ParseJoinToken(strings.TrimSpace(joinToken))
+	if err != nil {
+		return api.JoinResponse{}, nil, fmt.Errorf("join token: %w", err)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		addr = net.JoinHostPort(addr, strconv.Itoa(DefaultAPIPort))
+	}
+	caPEM, err := fetchCA(ctx, addr)
+	if err != nil {
+		return api.JoinResponse{}, nil, err
+	}
+	if _, err := ca.VerifyDigest(caPEM, token.CADigest); err != nil {
+		return api.JoinResponse{}, nil, fmt.Errorf("the manager at %s is not the cluster named in the join token, refusing to trust it: %w", addr, err)
+	}
+	root, err := ca.ParseRootCA(caPEM, nil)
+	if err != nil {
+		return api.JoinResponse{}, nil, err
+	}
+	keyPEM, csr, err := newKeyAndCSR()
+	if err != nil {
+		return api.JoinResponse{}, nil, err
+	}
+	c, err := api.NewClient(addr, ca.ClientTLS(root.Pool(), nil))
+	if err != nil {
+		return api.JoinResponse{}, nil, err
+	}
+	defer c.Close()
+	req.Token, req.CSRPEM = joinToken, string(csr)
+	resp, err := c.Join(ctx, req)
+	if err != nil {
+		return api.JoinResponse{}, nil, fmt.Errorf("join %s: %w", addr, err)
+	}
+	return resp, keyPEM, nil
 }
 
 // fetchCA reads the CA certificate a manager presents, before it is trusted.
