@@ -21,6 +21,7 @@ import (
 
 	"github.com/shoal-dev/shoal/api"
 	"github.com/shoal-dev/shoal/clock"
+	mraft "github.com/shoal-dev/shoal/manager/raft"
 	"github.com/shoal-dev/shoal/node"
 )
 
@@ -63,6 +64,11 @@ func (a *app) execute(ctx context.Context, args []string) int {
 	}
 	if errors.Is(err, errReported) {
 		return 1
+	}
+	// Damaged raft storage is told apart from errors a restart may cure.
+	if se := (*mraft.StorageError)(nil); errors.As(err, &se) {
+		fmt.Fprintf(a.stderr, "Error: %s\n", err)
+		return se.ExitCode()
 	}
 	if msg := err.Error(); strings.HasPrefix(msg, "unknown command ") && !strings.Contains(msg, "--help") {
 		// From cobra's check of the root's arguments.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/shoal-dev/shoal/api"
 	"github.com/shoal-dev/shoal/clock"
+	mraft "github.com/shoal-dev/shoal/manager/raft"
 	"github.com/shoal-dev/shoal/node"
 )
 
@@ -161,6 +163,19 @@ func TestDaemonRunError(t *testing.T) {
 	}
 	if got := ta.stdout.String(); !strings.HasPrefix(got, "Resumed node n1 (manager) from ") {
 		t.Errorf("got stdout %q, want the resumed line", got)
+	}
+}
+
+func TestDaemonStorageError(t *testing.T) {
+	ta := newTestApp(t, map[string]string{"SHOAL_DATA_DIR": t.TempDir()})
+	ta.runNode = func(context.Context, node.Config) error {
+		return fmt.Errorf("open raft: %w", &mraft.StorageError{Op: "read", Path: "/d/raft/raft.db", Index: 7, Err: io.ErrUnexpectedEOF})
+	}
+	if code := ta.run("agent"); code != mraft.ExitStorage {
+		t.Errorf("got exit code %d, want %d", code, mraft.ExitStorage)
+	}
+	if got := ta.stderr.String(); !strings.HasPrefix(got, "Error: open raft: raft storage: read entry 7 of /d/raft/raft.db") || strings.Contains(got, "goroutine") {
+		t.Errorf("got stderr %q, want the damaged file named and no stack", got)
 	}
 }
 

@@ -118,6 +118,11 @@ func (c *Config) validate() error {
 // Open starts the raft node on its data directory. It never bootstraps a cluster: a new
 // node either calls Bootstrap or waits to be added as a voter by the leader.
 func Open(cfg Config) (_ *Raft, err error) {
+	defer func() {
+		if se := (*StorageError)(nil); errors.As(err, &se) {
+			se.Node = cfg.NodeID
+		}
+	}()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -156,12 +161,16 @@ func Open(cfg Config) (_ *Raft, err error) {
 		}
 	}()
 
+	dbPath := filepath.Join(cfg.DataDir, dbFile)
 	store, err := raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(cfg.DataDir, dbFile),
+		Path:        dbPath,
 		BoltOptions: &bolt.Options{Timeout: time.Second}, // fail, not hang, if another process holds it
 	})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("raft: open %s: another process holds it (is shoal already running on this data dir?): %w", dbPath, err)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("raft: open %s: %w", dbFile, err)
+		return nil, &StorageError{Op: "open", Path: dbPath, Err: err}
 	}
 	cleanup = append(cleanup, func() { store.Close() })
 	logs, err := hraft.NewLogCache(logCacheSize, store)
@@ -172,9 +181,15 @@ func Open(cfg Config) (_ *Raft, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft: snapshot store: %w", err)
 	}
+	if err := checkLog(dbPath, store); err != nil {
+		return nil, err
+	}
+	if err := checkSnapshot(filepath.Join(cfg.DataDir, "snapshots"), snaps); err != nil {
+		return nil, err
+	}
 	hasState, err := hraft.HasExistingState(logs, store, snaps)
 	if err != nil {
-		return nil, fmt.Errorf("raft: read existing state: %w", err)
+		return nil, &StorageError{Op: "read existing state from", Path: cfg.DataDir, Err: err}
 	}
 
 	stream, err := newStreamLayer(cfg.BindAddr, cfg.AdvertiseAddr, cfg.TLS, logger)
@@ -191,7 +206,7 @@ func Open(cfg Config) (_ *Raft, err error) {
 
 	hr, err := hraft.NewRaft(hc, cfg.FSM, logs, store, snaps, trans)
 	if err != nil {
-		return nil, fmt.Errorf("raft: start: %w", err)
+		return nil, storageErr(cfg.DataDir, err)
 	}
 	// From here the raft instance owns the transport; Shutdown closes it.
 	cleanup = append(cleanup[:1], func() { hr.Shutdown().Error() })

@@ -1,0 +1,129 @@
+package raft
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// stoppedNode runs a single-node cluster, applies entries and a snapshot,
+// and stops it, leaving its data dir for a test to damage.
+func stoppedNode(t *testing.T) (Config, uint64) {
+	t.Helper()
+	n := startNode(t, "solo", nil, testLogger(t))
+	if err := n.Bootstrap(); err != nil {
+		t.Fatalf("bootstrap: %v", err)
+	}
+	waitLeader(t, n)
+	for _, s := range []string{"a", "b"} {
+		if _, err := n.Apply(ctxTimeout(t, 5*time.Second), []byte(s)); err != nil {
+			t.Fatalf("apply %s: %v", s, err)
+		}
+	}
+	if err := n.raft.Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	if _, err := n.Apply(ctxTimeout(t, 5*time.Second), []byte("c")); err != nil {
+		t.Fatalf("apply c: %v", err)
+	}
+	last := n.raft.LastIndex()
+	if err := n.Shutdown(); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	return n.cfg, last
+}
+
+// damageEntry overwrites log entry index in the bolt log with bytes no decoder accepts.
+func damageEntry(t *testing.T, path string, index uint64) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	defer db.Close()
+	key := binary.BigEndian.AppendUint64(nil, index)
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("logs"))
+		if b == nil || b.Get(key) == nil {
+			return errors.New("no such entry")
+		}
+		return b.Put(key, []byte{0xc1, 0xc1, 0xc1})
+	})
+	if err != nil {
+		t.Fatalf("damage entry %d: %v", index, err)
+	}
+}
+
+func TestStorageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		damage   func(t *testing.T, cfg Config, last uint64)
+		wantPath func(cfg Config) string
+		wantIdx  bool
+	}{
+		{
+			name:     "damaged log entry",
+			damage:   func(t *testing.T, cfg Config, last uint64) { damageEntry(t, filepath.Join(cfg.DataDir, dbFile), last) },
+			wantPath: func(cfg Config) string { return filepath.Join(cfg.DataDir, dbFile) },
+			wantIdx:  true,
+		},
+		{
+			name: "damaged log file",
+			damage: func(t *testing.T, cfg Config, _ uint64) {
+				if err := os.WriteFile(filepath.Join(cfg.DataDir, dbFile), []byte(strings.Repeat("x", 8192)), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantPath: func(cfg Config) string { return filepath.Join(cfg.DataDir, dbFile) },
+		},
+		{
+			name: "damaged snapshot",
+			damage: func(t *testing.T, cfg Config, _ uint64) {
+				states, _ := filepath.Glob(filepath.Join(cfg.DataDir, "snapshots", "*", "state.bin"))
+				if len(states) != 1 {
+					t.Fatalf("got snapshot files %v, want one", states)
+				}
+				if err := os.WriteFile(states[0], []byte("not the state that was written"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantPath: func(cfg Config) string { return filepath.Join(cfg.DataDir, "snapshots") },
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, last := stoppedNode(t)
+			tc.damage(t, cfg, last)
+			cfg.FSM = &testFSM{}
+			r, err := Open(cfg)
+			if err == nil {
+				r.Shutdown()
+				t.Fatal("got nil error opening damaged state, want a StorageError")
+			}
+			var se *StorageError
+			if !errors.As(err, &se) {
+				t.Fatalf("got %T %v, want a *StorageError", err, err)
+			}
+			if !strings.HasPrefix(se.Path, tc.wantPath(cfg)) {
+				t.Errorf("got path %q, want it under %q", se.Path, tc.wantPath(cfg))
+			}
+			if tc.wantIdx && se.Index != last {
+				t.Errorf("got entry %d, want %d", se.Index, last)
+			}
+			msg := err.Error()
+			for _, want := range []string{se.Path, "Recovering a manager", "shoal node rm --force"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("message %q does not hold %q", msg, want)
+				}
+			}
+			if se.ExitCode() != ExitStorage {
+				t.Errorf("got exit code %d, want %d", se.ExitCode(), ExitStorage)
+			}
+		})
+	}
+}
