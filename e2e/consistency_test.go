@@ -244,4 +244,3 @@ func firstLine(s, prefix string) string {
 	}
 	return ""
 }
-
