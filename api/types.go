@@ -130,6 +130,18 @@ type Cluster struct {
 	CreatedByNodeID string `json:"created_by_node_id"`
 	// RevokedCerts are the certificates of demoted and removed nodes.
 	RevokedCerts []RevokedCert `json:"revoked_certs,omitempty"`
+	// Dispatcher holds the heartbeat settings; zero fields take the defaults.
+	Dispatcher DispatcherConfig `json:"dispatcher,omitzero"`
+}
+
+// DispatcherConfig tunes failure detection.
+type DispatcherConfig struct {
+	// HeartbeatPeriod is how often nodes beat (default 1s).
+	HeartbeatPeriod time.Duration `json:"heartbeat_period,omitempty"`
+	// NodeDownGrace is how long a node that missed 3 beats but that gossip
+	// still reaches stays unknown, keeping its tasks, before it is down
+	// (default 15s).
+	NodeDownGrace time.Duration `json:"node_down_grace,omitempty"`
 }
 
 // NodeView is a node as the API shows it: the stored node plus the

@@ -3,6 +3,8 @@ package node
 import (
 	"log/slog"
 	"time"
+
+	"github.com/shoal-dev/shoal/api"
 )
 
 // Mode says how the process came to be started.
@@ -42,6 +44,8 @@ type Config struct {
 	// on this node while it is a manager; JoinRate 0 disables the limit.
 	JoinBurst int
 	JoinRate  float64
+	// Dispatcher is the failure detection settings a new cluster starts with.
+	Dispatcher api.DispatcherConfig
 	// Hostname overrides os.Hostname, so test hosts can tell themselves apart.
 	Hostname string
 	// Ready, if set, is called once the node is serving, with the

@@ -97,6 +97,7 @@ func (n *Node) newCluster() (*state, error) {
 		ManagerToken:    managerToken,
 		GossipKey:       st.GossipKey,
 		CreatedByNodeID: st.NodeID,
+		Dispatcher:      n.cfg.Dispatcher,
 	}
 	if err := saveCerts(n.paths, root.CertPEM, certPEM, keyPEM); err != nil {
 		return nil, err

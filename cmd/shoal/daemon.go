@@ -12,11 +12,14 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/shoal-dev/shoal/api"
 	"github.com/shoal-dev/shoal/manager/admission"
+	"github.com/shoal-dev/shoal/manager/dispatcher"
 	"github.com/shoal-dev/shoal/node"
 )
 
@@ -38,6 +41,9 @@ type daemonFlags struct {
 	joinRate          float64
 	token             string
 	tokenFile         string
+	// init only: the cluster's failure detection settings.
+	heartbeatPeriod time.Duration
+	nodeDownGrace   time.Duration
 }
 
 // register adds the flags every daemon verb shares.
@@ -69,6 +75,10 @@ func (a *app) initCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&f.advertiseAddr, "advertise-addr", "", "IP other nodes reach this node on (required)")
+	cmd.Flags().DurationVar(&f.heartbeatPeriod, "dispatcher-heartbeat-period", dispatcher.DefaultPeriod,
+		"how often nodes beat; 3 missed beats make a node unknown, 2 with gossip reporting it dead make it down")
+	cmd.Flags().DurationVar(&f.nodeDownGrace, "node-down-grace", dispatcher.DefaultGrace,
+		"how long a node that stopped beating but that gossip still reaches keeps its tasks before it is down")
 	f.register(cmd.Flags())
 	return cmd
 }
@@ -168,6 +178,15 @@ func (a *app) daemonConfig(fs *pflag.FlagSet, mode node.Mode, f *daemonFlags, jo
 		JoinBurst:          f.joinBurst,
 		JoinRate:           f.joinRate,
 		Logger:             logger,
+	}
+	if mode == node.ModeInit {
+		if f.heartbeatPeriod < 100*time.Millisecond || f.heartbeatPeriod > time.Minute {
+			return node.Config{}, fmt.Errorf("--dispatcher-heartbeat-period %s: want 100ms to 1m", f.heartbeatPeriod)
+		}
+		if f.nodeDownGrace <= 0 || f.nodeDownGrace > time.Hour {
+			return node.Config{}, fmt.Errorf("--node-down-grace %s: want more than 0, up to 1h", f.nodeDownGrace)
+		}
+		cfg.Dispatcher = api.DispatcherConfig{HeartbeatPeriod: f.heartbeatPeriod, NodeDownGrace: f.nodeDownGrace}
 	}
 	if f.joinBurst < 1 {
 		return node.Config{}, fmt.Errorf("--join-burst %d: want at least 1", f.joinBurst)

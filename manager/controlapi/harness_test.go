@@ -148,7 +148,7 @@ type fakeDispatcher struct {
 	seen []string
 }
 
-func (d *fakeDispatcher) Heartbeat(_ context.Context, nodeID string, _ api.Heartbeat) (api.HeartbeatResponse, error) {
+func (d *fakeDispatcher) Heartbeat(_ context.Context, nodeID, _ string, _ api.Heartbeat) (api.HeartbeatResponse, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.seen = append(d.seen, nodeID)

@@ -238,7 +238,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &hb, false) {
 		return
 	}
-	resp, err := s.cfg.Dispatcher.Heartbeat(r.Context(), callerOf(r).NodeID, hb)
+	resp, err := s.cfg.Dispatcher.Heartbeat(r.Context(), callerOf(r).NodeID, joinSource(r), hb)
 	if err != nil {
 		writeStoreError(w, "heartbeat", err)
 		return

@@ -53,7 +53,9 @@ type Gossip interface {
 
 // Dispatcher answers node heartbeats on the leader.
 type Dispatcher interface {
-	Heartbeat(ctx context.Context, nodeID string, hb api.Heartbeat) (api.HeartbeatResponse, error)
+	// Heartbeat takes the node's ID from its certificate and its address
+	// from the connection (peerAddr), never from the heartbeat itself.
+	Heartbeat(ctx context.Context, nodeID, peerAddr string, hb api.Heartbeat) (api.HeartbeatResponse, error)
 	Assignments(ctx context.Context, nodeID string, since uint64, networkSum string) (api.Assignments, error)
 	ReportStatus(ctx context.Context, nodeID string, updates []api.TaskStatusUpdate) error
 }

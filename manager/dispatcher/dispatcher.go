@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -27,16 +28,24 @@ type Gossip interface {
 // store that has caught up; the node tries again.
 var ErrNotReady = errors.New("dispatcher: the leader is still catching up, try again")
 
+// Defaults of the cluster's dispatcher settings (api.DispatcherConfig).
+const (
+	DefaultPeriod = time.Second
+	DefaultGrace  = 15 * time.Second
+)
+
 // Config wires a Dispatcher. Zero durations take the defaults.
 type Config struct {
 	Store  *store.Store
 	Gossip Gossip
 	Clock  clock.Clock
 	Logger *slog.Logger
-	// Period is how often nodes beat (default 1s); a node that misses
-	// Timeout (default 3 periods) of beats is down.
+	// Period is how often nodes beat and Grace how long a node that stopped
+	// beating but that gossip still sees keeps its tasks, when the cluster
+	// object sets neither (shoal init --dispatcher-heartbeat-period,
+	// --node-down-grace).
 	Period   time.Duration
-	Timeout  time.Duration
+	Grace    time.Duration
 	Registry prometheus.Registerer
 }
 
@@ -52,6 +61,8 @@ type Dispatcher struct {
 	active atomic.Bool
 
 	statusQueue chan statusBatch
+	// period and grace are the cluster's settings as the last check read them.
+	period, grace atomic.Int64
 
 	heartbeats prometheus.Counter
 	batchSizes prometheus.Histogram
@@ -62,13 +73,15 @@ type Dispatcher struct {
 // New returns a dispatcher; call Run while this manager leads.
 func New(cfg Config) *Dispatcher {
 	if cfg.Period == 0 {
-		cfg.Period = time.Second
+		cfg.Period = DefaultPeriod
 	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = 3 * cfg.Period
+	if cfg.Grace == 0 {
+		cfg.Grace = DefaultGrace
 	}
 	d := &Dispatcher{cfg: cfg, log: cfg.Logger.With("component", "dispatcher"), lastSeen: map[string]time.Time{},
 		statusQueue: make(chan statusBatch)}
+	d.period.Store(int64(cfg.Period))
+	d.grace.Store(int64(cfg.Grace))
 	d.batchSizes = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "shoal_dispatcher_status_batch_size", Help: "Task status updates written per raft write.",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 10),
@@ -88,13 +101,32 @@ func New(cfg Config) *Dispatcher {
 	return d
 }
 
+// settings reads the cluster's heartbeat period and down grace.
+func (d *Dispatcher) settings() (period, grace time.Duration) {
+	period, grace = d.cfg.Period, d.cfg.Grace
+	d.cfg.Store.View(func(tx store.ReadTx) {
+		if c := tx.Cluster(); c != nil {
+			if c.Dispatcher.HeartbeatPeriod > 0 {
+				period = c.Dispatcher.HeartbeatPeriod
+			}
+			if c.Dispatcher.NodeDownGrace > 0 {
+				grace = c.Dispatcher.NodeDownGrace
+			}
+		}
+	})
+	d.period.Store(int64(period))
+	d.grace.Store(int64(grace))
+	return period, grace
+}
+
 func (d *Dispatcher) liveSessions() int {
 	now := d.cfg.Clock.Now()
+	timeout := missedBeats * time.Duration(d.period.Load())
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n := 0
 	for _, t := range d.lastSeen {
-		if now.Sub(t) <= d.cfg.Timeout {
+		if now.Sub(t) <= timeout {
 			n++
 		}
 	}
@@ -103,9 +135,14 @@ func (d *Dispatcher) liveSessions() int {
 
 // Heartbeat records that nodeID is alive and brings its stored status and
 // description up to date. A node that is no longer in the cluster is told so.
-func (d *Dispatcher) Heartbeat(ctx context.Context, nodeID string, hb api.Heartbeat) (api.HeartbeatResponse, error) {
+//
+// A heartbeat cannot change who a node is: nodeID comes from the caller's
+// certificate, the address is peerAddr, the one the call came from (the
+// host of the API, raft and gossip endpoints too), and the hostname stays
+// the one given at join. Empty peerAddr keeps the stored address.
+func (d *Dispatcher) Heartbeat(ctx context.Context, nodeID, peerAddr string, hb api.Heartbeat) (api.HeartbeatResponse, error) {
 	d.heartbeats.Inc()
-	resp := api.HeartbeatResponse{Period: d.cfg.Period}
+	resp := api.HeartbeatResponse{Period: time.Duration(d.period.Load())}
 	if !d.active.Load() {
 		return resp, ErrNotReady
 	}
@@ -118,6 +155,7 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, nodeID string, hb api.Heartb
 	d.mu.Lock()
 	d.lastSeen[nodeID] = d.cfg.Clock.Now()
 	d.mu.Unlock()
+	hb = pinIdentity(node, peerAddr, hb)
 	if needsWrite(node, hb) {
 		err := d.cfg.Store.Update(ctx, func(tx *store.Tx) error {
 			n := tx.Node(nodeID)
@@ -146,6 +184,27 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, nodeID string, hb api.Heartb
 	return resp, nil
 }
 
+// pinIdentity makes hb say what the node is allowed to say of itself.
+func pinIdentity(n *api.Node, peerAddr string, hb api.Heartbeat) api.Heartbeat {
+	if peerAddr == "" {
+		peerAddr = n.Status.Addr
+	}
+	if peerAddr != "" {
+		hb.Addr = peerAddr
+		pin := func(ep string) string {
+			if _, port, err := net.SplitHostPort(ep); err == nil {
+				return net.JoinHostPort(peerAddr, port)
+			}
+			return ep
+		}
+		hb.Endpoints.API, hb.Endpoints.Raft, hb.Endpoints.Gossip = pin(hb.Endpoints.API), pin(hb.Endpoints.Raft), pin(hb.Endpoints.Gossip)
+	}
+	if n.Description.Hostname != "" {
+		hb.Description.Hostname = n.Description.Hostname
+	}
+	return hb
+}
+
 func needsWrite(n *api.Node, hb api.Heartbeat) bool {
 	return n.Status.State != api.NodeStateReady || n.FirstHeartbeatAt.IsZero() || n.Status.Addr != hb.Addr ||
 		n.Endpoints != hb.Endpoints || !reflect.DeepEqual(n.Description, hb.Description)
@@ -164,7 +223,8 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	d.active.Store(true)
 	defer d.active.Store(false)
 	go d.runStatusWriter(ctx)
-	tick, stop := d.cfg.Clock.NewTicker(d.cfg.Period / 4)
+	period, _ := d.settings()
+	tick, stop := d.cfg.Clock.NewTicker(period / 4)
 	defer stop()
 	for {
 		select {
@@ -184,10 +244,23 @@ func (d *Dispatcher) beatSince(id string, t time.Time) bool {
 	return ok && seen.After(t)
 }
 
-// check writes down every node that has gone quiet.
+// missedBeats is how many periods without a heartbeat make a node unknown.
+const missedBeats = 3
+
+// check judges every node that has gone quiet. Heartbeats alone cannot
+// tell a dead node from a slow or lossy link, so gossip (memberlist's
+// direct and indirect probes) decides which it is:
+//   - gossip says dead and 2 beats missed: down at once, so a dead node's
+//     tasks are replaced within about 3 s;
+//   - 3 beats missed but gossip still sees the node (alive or suspect):
+//     unknown, its tasks kept; down only after the grace more.
 func (d *Dispatcher) check(ctx context.Context, start, now time.Time) {
-	type verdict struct{ id, why string }
-	var down []verdict
+	period, grace := d.settings()
+	type verdict struct {
+		id, why string
+		state   api.NodeState
+	}
+	var verdicts []verdict
 	d.mu.Lock()
 	d.cfg.Store.View(func(tx store.ReadTx) {
 		for _, n := range tx.Nodes() {
@@ -200,39 +273,45 @@ func (d *Dispatcher) check(ctx context.Context, start, now time.Time) {
 			}
 			quiet := now.Sub(seen)
 			switch {
-			case quiet > d.cfg.Timeout:
-				down = append(down, verdict{n.ID, fmt.Sprintf("no heartbeat for %s", quiet.Round(time.Millisecond))})
 			// Two missed beats: a node that restarts (and so drops out of
 			// gossip for a moment) is back before it is judged.
-			case quiet > 2*d.cfg.Period && d.cfg.Gossip.Dead(n.ID):
-				down = append(down, verdict{n.ID, "gossip reports the node dead and its heartbeats stopped"})
+			case quiet > 2*period && d.cfg.Gossip.Dead(n.ID):
+				verdicts = append(verdicts, verdict{n.ID, "gossip reports the node dead and its heartbeats stopped", api.NodeStateDown})
+			case quiet > missedBeats*period+grace:
+				verdicts = append(verdicts, verdict{n.ID, fmt.Sprintf("no heartbeat for %s", quiet.Round(time.Millisecond)), api.NodeStateDown})
+			case quiet > missedBeats*period && n.Status.State == api.NodeStateReady:
+				verdicts = append(verdicts, verdict{n.ID, fmt.Sprintf("no heartbeat for %s but gossip still reaches the node: its tasks stay for %s",
+					quiet.Round(time.Millisecond), grace), api.NodeStateUnknown})
 			}
 		}
 	})
 	d.mu.Unlock()
-	if len(down) == 0 {
+	if len(verdicts) == 0 {
 		return
 	}
+	var done []verdict
 	err := d.cfg.Store.Update(ctx, func(tx *store.Tx) error {
-		for _, v := range down {
+		done = done[:0]
+		for _, v := range verdicts {
 			n := tx.Node(v.id)
-			if n == nil || n.Status.State == api.NodeStateDown || d.beatSince(v.id, now) {
-				continue // gone, already down, or it beat while we decided
+			if n == nil || n.Status.State == api.NodeStateDown || n.Status.State == v.state || d.beatSince(v.id, now) {
+				continue // gone, already judged, or it beat while we decided
 			}
-			n.Status.State = api.NodeStateDown
+			n.Status.State = v.state
 			n.Status.Message = v.why
 			if err := tx.PutNode(n); err != nil {
 				return err
 			}
+			done = append(done, v)
 		}
 		return nil
 	})
 	if err != nil {
-		d.log.Warn("mark nodes down", "err", err)
+		d.log.Warn("mark quiet nodes", "err", err)
 		return
 	}
-	for _, v := range down {
-		d.changes.WithLabelValues(string(api.NodeStateDown)).Inc()
-		d.log.Info("node down", "node", v.id, "reason", v.why)
+	for _, v := range done {
+		d.changes.WithLabelValues(string(v.state)).Inc()
+		d.log.Info("node "+string(v.state), "node", v.id, "reason", v.why)
 	}
 }

@@ -20,7 +20,8 @@ import (
 
 const (
 	period  = time.Second
-	timeout = 3 * period
+	timeout = 3 * period // missed beats that make a node unknown
+	grace   = 5 * time.Second
 )
 
 var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -95,7 +96,7 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{t: t, clk: clk, store: store.New(clk, log), gossip: &fakeGossip{}, reg: prometheus.NewRegistry()}
 	f.d = dispatcher.New(dispatcher.Config{
 		Store: f.store, Gossip: f.gossip, Clock: clk, Logger: log,
-		Period: period, Timeout: timeout, Registry: f.reg,
+		Period: period, Grace: grace, Registry: f.reg,
 	})
 	return f
 }
@@ -139,7 +140,7 @@ func (f *fixture) state(id string) api.NodeState { return f.node(id).Status.Stat
 
 func (f *fixture) beat(id string, hb api.Heartbeat) api.HeartbeatResponse {
 	f.t.Helper()
-	resp, err := f.d.Heartbeat(context.Background(), id, hb)
+	resp, err := f.d.Heartbeat(context.Background(), id, hb.Addr, hb) // the call comes from the address it names
 	if err != nil {
 		f.t.Fatalf("Heartbeat %s: %v", id, err)
 	}
@@ -183,7 +184,7 @@ func hb(hostname string) api.Heartbeat {
 func TestHeartbeatOnlyWhileRunning(t *testing.T) {
 	f := newFixture(t)
 	f.addNode("n1", api.NodeStateUnknown)
-	if _, err := f.d.Heartbeat(context.Background(), "n1", hb("a")); !errors.Is(err, dispatcher.ErrNotReady) {
+	if _, err := f.d.Heartbeat(context.Background(), "n1", "", hb("a")); !errors.Is(err, dispatcher.ErrNotReady) {
 		t.Fatalf("got %v before Run, want ErrNotReady", err)
 	}
 	if f.state("n1") != api.NodeStateUnknown {
@@ -197,7 +198,7 @@ func TestHeartbeatOnlyWhileRunning(t *testing.T) {
 	f.beat("n1", hb("a"))
 	cancel()
 	<-done
-	if _, err := f.d.Heartbeat(context.Background(), "n1", hb("a")); !errors.Is(err, dispatcher.ErrNotReady) {
+	if _, err := f.d.Heartbeat(context.Background(), "n1", "", hb("a")); !errors.Is(err, dispatcher.ErrNotReady) {
 		t.Errorf("got %v after Run returned, want ErrNotReady", err)
 	}
 }
@@ -258,15 +259,18 @@ func TestHeartbeatWritesOnlyChanges(t *testing.T) {
 	}{
 		{"same", beat, false},
 		{"same again", beat, false},
-		{"new address", changed(func(b *api.Heartbeat) { b.Addr = "10.0.0.10" }), true},
-		{"new endpoints", changed(func(b *api.Heartbeat) { b.Addr = "10.0.0.10"; b.Endpoints.Metrics = "10.0.0.10:9100" }), true},
+		{"new address", changed(func(b *api.Heartbeat) { b.Addr, b.Endpoints.Gossip = "10.0.0.10", "10.0.0.10:7946" }), true},
+		{"new endpoints", changed(func(b *api.Heartbeat) {
+			b.Addr, b.Endpoints.Gossip = "10.0.0.10", "10.0.0.10:7946"
+			b.Endpoints.Metrics = "10.0.0.10:9100"
+		}), true},
 		{"new description", changed(func(b *api.Heartbeat) {
-			b.Addr = "10.0.0.10"
+			b.Addr, b.Endpoints.Gossip = "10.0.0.10", "10.0.0.10:7946"
 			b.Endpoints.Metrics = "10.0.0.10:9100"
 			b.Description.Engine = api.Engine{Name: "containerd", Version: "1.7", Available: true}
 		}), true},
 		{"unchanged after the change", changed(func(b *api.Heartbeat) {
-			b.Addr = "10.0.0.10"
+			b.Addr, b.Endpoints.Gossip = "10.0.0.10", "10.0.0.10:7946"
 			b.Endpoints.Metrics = "10.0.0.10:9100"
 			b.Description.Engine = api.Engine{Name: "containerd", Version: "1.7", Available: true}
 		}), false},
@@ -290,6 +294,36 @@ func TestHeartbeatWritesOnlyChanges(t *testing.T) {
 	}
 }
 
+func TestHeartbeatCannotChangeIdentity(t *testing.T) {
+	f := newFixture(t)
+	f.run()
+	f.addNode("n1", api.NodeStateUnknown)
+	if err := f.store.Update(context.Background(), func(tx *store.Tx) error {
+		n := tx.Node("n1")
+		n.Description.Hostname = "joined-as"
+		return tx.PutNode(n)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	claim := hb("someone-else")
+	claim.Addr = "10.9.9.9"
+	claim.Endpoints = api.Endpoints{API: "10.9.9.9:2377", Gossip: "10.9.9.9:7946", Metrics: "10.0.0.5:9100"}
+	if _, err := f.d.Heartbeat(context.Background(), "n1", "10.0.0.5", claim); err != nil {
+		t.Fatal(err)
+	}
+	n := f.node("n1")
+	if n.Status.Addr != "10.0.0.5" || n.Description.Hostname != "joined-as" {
+		t.Errorf("got address %q hostname %q, want the connection's 10.0.0.5 and the join's joined-as", n.Status.Addr, n.Description.Hostname)
+	}
+	want := api.Endpoints{API: "10.0.0.5:2377", Gossip: "10.0.0.5:7946", Metrics: "10.0.0.5:9100"}
+	if n.Endpoints != want {
+		t.Errorf("got endpoints %+v, want %+v", n.Endpoints, want)
+	}
+	if n.Description.CPUs != claim.Description.CPUs {
+		t.Errorf("got %d CPUs, want the reported %d", n.Description.CPUs, claim.Description.CPUs)
+	}
+}
+
 func TestNodeDownAfterTimeout(t *testing.T) {
 	f := newFixture(t)
 	f.run()
@@ -303,7 +337,7 @@ func TestNodeDownAfterTimeout(t *testing.T) {
 	f.beat("late", hb("l"))
 	start := f.clk.Now()
 	step := period / 4
-	for f.clk.Now().Sub(start) < 2*timeout {
+	for f.clk.Now().Sub(start) < 2*(timeout+grace) {
 		f.clk.step(t, step)
 		quiet := f.clk.Now().Sub(start)
 		// "beating" keeps beating; "late" beats once, half a timeout in.
@@ -338,10 +372,14 @@ func TestNodeDownAfterTimeout(t *testing.T) {
 	}
 }
 
-// wantState is the state of a node that has been quiet for quiet.
+// wantState is the state of a node that gossip still reaches and that has
+// been quiet for quiet: unknown after the timeout, down after the grace.
 func wantState(quiet, timeout time.Duration) api.NodeState {
-	if quiet > timeout {
+	switch {
+	case quiet > timeout+grace:
 		return api.NodeStateDown
+	case quiet > timeout:
+		return api.NodeStateUnknown
 	}
 	return api.NodeStateReady
 }
@@ -360,7 +398,11 @@ func TestNodeDownWhenGossipSaysDead(t *testing.T) {
 	for f.clk.Now().Sub(start) < timeout {
 		f.clk.step(t, step)
 		quiet := f.clk.Now().Sub(start)
-		if got, want := f.state("dead"), wantState(quiet, 2*period); got != want {
+		want := api.NodeStateReady
+		if quiet > 2*period {
+			want = api.NodeStateDown
+		}
+		if got := f.state("dead"); got != want {
 			t.Fatalf("dead after %v: got %q, want %q", quiet, got, want)
 		}
 		if got := f.state("quiet"); got != api.NodeStateReady {
@@ -371,8 +413,12 @@ func TestNodeDownWhenGossipSaysDead(t *testing.T) {
 		t.Errorf("got message %q, want it to name gossip", msg)
 	}
 	f.clk.step(t, step)
+	if got := f.state("quiet"); got != api.NodeStateUnknown {
+		t.Errorf("quiet after the timeout: got %q, want unknown: gossip still reaches it", got)
+	}
+	f.clk.step(t, grace)
 	if got := f.state("quiet"); got != api.NodeStateDown {
-		t.Errorf("quiet after the timeout: got %q, want down", got)
+		t.Errorf("quiet after the grace: got %q, want down", got)
 	}
 }
 
@@ -382,7 +428,7 @@ func TestRunWithFakeTicker(t *testing.T) {
 	clk := clock.NewFake(t0)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st := store.New(clk, log)
-	d := dispatcher.New(dispatcher.Config{Store: st, Gossip: &fakeGossip{}, Clock: clk, Logger: log, Period: period})
+	d := dispatcher.New(dispatcher.Config{Store: st, Gossip: &fakeGossip{}, Clock: clk, Logger: log})
 	if err := st.Update(context.Background(), func(tx *store.Tx) error {
 		return tx.PutNode(&api.Node{ID: "n1", Spec: api.NodeSpec{Role: api.RoleWorker}, Status: api.NodeStatus{State: api.NodeStateUnknown}})
 	}); err != nil {
@@ -395,7 +441,7 @@ func TestRunWithFakeTicker(t *testing.T) {
 
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		_, err := d.Heartbeat(ctx, "n1", hb("a"))
+		_, err := d.Heartbeat(ctx, "n1", "", hb("a"))
 		if err == nil {
 			break
 		}
@@ -412,15 +458,16 @@ func TestRunWithFakeTicker(t *testing.T) {
 	if state() != api.NodeStateReady {
 		t.Fatalf("got %q after a heartbeat, want ready", state())
 	}
-	// The default timeout is three periods. Ticks a slow reader misses are
-	// dropped, so keep moving the clock until a check sees the node quiet.
+	// Gossip does not say it died: down after three periods and the
+	// default grace. Ticks a slow reader misses are dropped, so keep moving
+	// the clock until a check sees the node quiet.
 	for state() != api.NodeStateDown {
 		if time.Now().After(deadline) {
 			t.Fatalf("node still %q %v after its last heartbeat", state(), clk.Now().Sub(beatAt))
 		}
 		clk.Advance(period / 4)
 	}
-	if quiet := clk.Now().Sub(beatAt); quiet <= 3*period {
-		t.Errorf("node down %v after its last heartbeat, want more than the timeout %v", quiet, 3*period)
+	if quiet, want := clk.Now().Sub(beatAt), 3*dispatcher.DefaultPeriod+dispatcher.DefaultGrace; quiet <= want {
+		t.Errorf("node down %v after its last heartbeat, want more than %v", quiet, want)
 	}
 }
