@@ -21,6 +21,8 @@ import (
 type StatusError struct {
 	Code    int
 	Message string
+	// RetryAfter is the server's Retry-After, for 429 and 503 answers.
+	RetryAfter time.Duration
 }
 
 func (e *StatusError) Error() string { return e.Message }
@@ -118,7 +120,11 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 				e.Message = resp.Status
 			}
 		}
-		return &StatusError{Code: resp.StatusCode, Message: e.Message}
+		se := &StatusError{Code: resp.StatusCode, Message: e.Message}
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+			se.RetryAfter = time.Duration(secs) * time.Second
+		}
+		return se
 	}
 	if out == nil {
 		return nil

@@ -48,8 +48,7 @@ type Config struct {
 	Dispatcher api.DispatcherConfig
 	// Hostname overrides os.Hostname, so test hosts can tell themselves apart.
 	Hostname string
-	// Ready, if set, is called once the node is serving, with the
-	// worker and manager join commands on a new cluster's first start.
+	// Ready, if set, is called once the node is serving.
 	Ready  func(info ReadyInfo)
 	Logger *slog.Logger
 	// ShutdownTimeout bounds a graceful stop.
@@ -58,12 +57,10 @@ type Config struct {
 
 // ReadyInfo is what the CLI prints when the daemon is up.
 type ReadyInfo struct {
-	NodeID       string
-	ClusterID    string
-	Role         string
-	Resumed      bool
-	WorkerToken  string
-	ManagerToken string
-	APIAddr      string
-	SocketPath   string
+	NodeID     string
+	ClusterID  string
+	Role       string
+	Resumed    bool
+	APIAddr    string
+	SocketPath string
 }

@@ -69,7 +69,7 @@ func NewHollow(ctx context.Context, cfg HollowConfig) (*Hollow, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	resp, keyPEM, err := requestJoin(ctx, cfg.JoinAddr, cfg.JoinToken, api.JoinRequest{
+	resp, keyPEM, err := requestJoin(ctx, cfg.Logger, cfg.JoinAddr, cfg.JoinToken, api.JoinRequest{
 		Addr: cfg.Addr,
 		// Nothing listens on the gossip port: hollow nodes are not members,
 		// so managers judge them by heartbeats alone.

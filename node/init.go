@@ -3,7 +3,10 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -113,9 +116,10 @@ func (n *Node) join(ctx context.Context) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	// Long enough to wait out the join rate limit behind a rack of others.
+	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
-	resp, keyPEM, err := requestJoin(ctx, n.cfg.JoinAddr, n.cfg.JoinToken, api.JoinRequest{
+	resp, keyPEM, err := requestJoin(ctx, n.log, n.cfg.JoinAddr, n.cfg.JoinToken, api.JoinRequest{
 		Addr:        st.Addr,
 		Endpoints:   n.endpoints(*st),
 		Description: api.NodeDescription{Hostname: st.Hostname},
@@ -132,10 +136,13 @@ func (n *Node) join(ctx context.Context) (*state, error) {
 	return st, nil
 }
 
+// joinTimeout bounds a join, waits for the rate limit included.
+const joinTimeout = 2 * time.Minute
+
 // requestJoin pins the CA of the manager at addr by the token's digest and
-// sends req with the token and a new key's CSR. It returns the manager's
-// answer and the new key.
-func requestJoin(ctx context.Context, addr, joinToken string, req api.JoinRequest) (api.JoinResponse, []byte, error) {
+// sends req with the token and a new key's CSR, waiting out the manager's
+// join rate limit. It returns the manager's answer and the new key.
+func requestJoin(ctx context.Context, log *slog.Logger, addr, joinToken string, req api.JoinRequest) (api.JoinResponse, []byte, error) {
 	token, err := ca.ParseJoinToken(strings.TrimSpace(joinToken))
 	if err != nil {
 		return api.JoinResponse{}, nil, fmt.Errorf("join token: %w", err)
@@ -158,13 +165,32 @@ func requestJoin(ctx context.Context, addr, joinToken string, req api.JoinReques
 	if err != nil {
 		return api.JoinResponse{}, nil, err
 	}
-	c, err := api.NewClient(addr, ca.ClientTLS(root.Pool(), nil))
+	// Only a manager's certificate may take the token: a worker of the
+	// same cluster could otherwise collect it.
+	c, err := api.NewClient(addr, ca.ClientTLS(root.Pool(), nil, ca.RoleManager))
 	if err != nil {
 		return api.JoinResponse{}, nil, err
 	}
 	defer c.Close()
 	req.Token, req.CSRPEM = joinToken, string(csr)
-	resp, err := c.Join(ctx, req)
+	var resp api.JoinResponse
+	for {
+		resp, err = c.Join(ctx, req)
+		var se *api.StatusError
+		if !errors.As(err, &se) || se.Code != http.StatusTooManyRequests {
+			break
+		}
+		// Spread the retries of nodes refused together over up to twice
+		// the wait the manager asked for.
+		wait := max(se.RetryAfter, time.Second)
+		wait += rand.N(wait)
+		log.Info("the manager limits joins: retrying", "manager", addr, "in", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return api.JoinResponse{}, nil, fmt.Errorf("join %s: gave up waiting for the join rate limit: %w", addr, err)
+		case <-time.After(wait):
+		}
+	}
 	if err != nil {
 		return api.JoinResponse{}, nil, fmt.Errorf("join %s: %w", addr, err)
 	}

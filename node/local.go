@@ -139,15 +139,3 @@ func (n *Node) leaveCluster(ctx context.Context) error {
 	}
 	return lastErr
 }
-
-// localTokens reads the join tokens through this node's own manager.
-func (n *Node) localTokens(ctx context.Context) (api.JoinTokens, error) {
-	c, err := api.NewClient("unix://"+n.paths.socket(), nil)
-	if err != nil {
-		return api.JoinTokens{}, err
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	return c.JoinTokens(ctx)
-}

@@ -36,13 +36,14 @@ func (n *Node) startManager(ctx context.Context) error {
 		RaftBind:      n.listenAddr(st.RaftPort),
 		RaftAdvertise: n.endpoints(st).Raft,
 		RaftTLS:       n.withCurrentCert(ca.MutualTLS(pool, *n.currentCert(), string(api.RoleManager))),
-		ForwardTLS:    n.clientTLS(),
-		Membership:    membership{n.gossip},
-		JoinBurst:     n.cfg.JoinBurst,
-		JoinRate:      n.cfg.JoinRate,
-		Clock:         n.clock,
-		Logger:        n.log,
-		Registry:      reg,
+		// Also used to read task logs from workers: no role check here.
+		ForwardTLS: n.withCurrentCert(ca.ClientTLS(pool, n.currentCert())),
+		Membership: membership{n.gossip},
+		JoinBurst:  n.cfg.JoinBurst,
+		JoinRate:   n.cfg.JoinRate,
+		Clock:      n.clock,
+		Logger:     n.log,
+		Registry:   reg,
 	})
 	if err != nil {
 		return err

@@ -230,7 +230,9 @@ func (n *Node) clientTLS() *tls.Config {
 	n.mu.Lock()
 	pool := n.pool
 	n.mu.Unlock()
-	return n.withCurrentCert(ca.ClientTLS(pool, n.currentCert()))
+	// Every call this makes goes to a manager: a certificate of another
+	// role is not one, whatever the address list says.
+	return n.withCurrentCert(ca.ClientTLS(pool, n.currentCert(), ca.RoleManager))
 }
 
 // dial returns the mTLS client for a manager's API address, the same one
@@ -378,11 +380,6 @@ func (n *Node) serve(ctx context.Context, resumed bool) error {
 		st := n.state()
 		info := ReadyInfo{NodeID: st.NodeID, ClusterID: st.ClusterID, Role: string(st.Role), Resumed: resumed,
 			APIAddr: n.endpoints(st).API, SocketPath: n.paths.socket()}
-		if !resumed && st.Role == api.RoleManager && n.cfg.Mode == ModeInit {
-			if tokens, err := n.localTokens(ctx); err == nil {
-				info.WorkerToken, info.ManagerToken = tokens.Worker, tokens.Manager
-			}
-		}
 		n.cfg.Ready(info)
 	}
 	return n.loop(ctx)

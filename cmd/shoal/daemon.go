@@ -86,17 +86,19 @@ func (a *app) initCmd() *cobra.Command {
 func (a *app) joinCmd() *cobra.Command {
 	var f daemonFlags
 	cmd := &cobra.Command{
-		Use:   "join --token TOKEN [--advertise-addr IP] [flags] MANAGER_ADDR",
+		Use:   "join --token-file PATH|- [--advertise-addr IP] [flags] MANAGER_ADDR",
 		Short: "Join a cluster through one of its managers, and run the node",
 		Long: "join asks the manager at MANAGER_ADDR (IP or IP:PORT, port 2377 by default) to admit\n" +
-			"this node with TOKEN, then serves in the foreground until SIGINT or SIGTERM.\n" +
+			"this node with a join token, then serves in the foreground until SIGINT or SIGTERM.\n" +
+			"The token comes from --token-file (- reads stdin), $SHOAL_TOKEN or --token; the\n" +
+			"last two are visible in /proc, so join re-executes itself without them at once.\n" +
 			"The token's role (worker or manager) decides the node's role. Without\n" +
 			"--advertise-addr, the local IP that routes to MANAGER_ADDR is advertised.\n" +
 			"If the data directory already holds a node, join resumes it.",
 		Args: checkArgs(func(_ *cobra.Command, args []string) error {
 			switch len(args) {
 			case 0:
-				return errors.New(`"shoal join" needs the address of a manager: shoal join --token TOKEN MANAGER_ADDR`)
+				return errors.New(`"shoal join" needs the address of a manager: shoal join --token-file PATH MANAGER_ADDR`)
 			case 1:
 				return nil
 			default:
@@ -107,7 +109,8 @@ func (a *app) joinCmd() *cobra.Command {
 			return a.daemon(cmd, node.ModeJoin, &f, args[0])
 		},
 	}
-	cmd.Flags().StringVar(&f.token, "token", "", "join token, from shoal join-token (required)")
+	cmd.Flags().StringVar(&f.token, "token", "", "join token, from shoal join-token (prefer --token-file or $SHOAL_TOKEN)")
+	cmd.Flags().StringVar(&f.tokenFile, "token-file", "", "file holding the join token; - reads it from stdin")
 	cmd.Flags().StringVar(&f.advertiseAddr, "advertise-addr", "", "IP other nodes reach this node on (default the local IP that routes to MANAGER_ADDR)")
 	f.register(cmd.Flags())
 	return cmd
@@ -197,13 +200,19 @@ func (a *app) daemonConfig(fs *pflag.FlagSet, mode node.Mode, f *daemonFlags, jo
 	cfg.Ready = func(info node.ReadyInfo) { writeReady(a.stdout, mode, dataDir, info) }
 
 	if mode == node.ModeJoin {
-		if f.token == "" {
-			return node.Config{}, errors.New("--token is required: get one with shoal join-token worker (or manager) on a manager")
-		}
 		if cfg.JoinAddr, err = joinAddr(joinArg); err != nil {
 			return node.Config{}, err
 		}
-		cfg.JoinToken = f.token
+		token, inArgv, err := a.joinToken(f)
+		if err != nil {
+			return node.Config{}, err
+		}
+		if inArgv && a.reexec != nil {
+			if err := a.reexec(token); err != nil {
+				return node.Config{}, err
+			}
+		}
+		cfg.JoinToken = token
 	}
 
 	switch {

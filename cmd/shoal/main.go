@@ -36,11 +36,15 @@ var errReported = errors.New("shoal: errors reported")
 
 // app holds what the commands share: streams, environment and the global flags.
 type app struct {
+	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
 	getenv func(string) string
 	// runNode starts the daemon; node.Run in the binary.
 	runNode func(context.Context, node.Config) error
+	// reexec, if set, restarts the process without the join token in its
+	// command line and environment; it returns only on failure.
+	reexec func(token string) error
 	// clock tells the time in task states and paces shoal service create's
 	// wait for convergence.
 	clock clock.Clock
@@ -50,7 +54,8 @@ type app struct {
 }
 
 func main() {
-	a := &app{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, runNode: node.Run, clock: clock.Real{}}
+	a := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, runNode: node.Run,
+		reexec: reexecWithoutToken, clock: clock.Real{}}
 	os.Exit(a.execute(context.Background(), os.Args[1:]))
 }
 

@@ -139,17 +139,16 @@ func writeReady(w io.Writer, mode node.Mode, dataDir string, info node.ReadyInfo
 	case info.Resumed || mode == node.ModeResume:
 		fmt.Fprintf(w, "Resumed node %s (%s) from %s\n", info.NodeID, info.Role, dataDir)
 	case mode == node.ModeInit:
+		// The daemon's output ends up in logs: no token goes there.
+		dd := ""
+		if dataDir != defaultDataDir {
+			dd = " --data-dir " + dataDir
+		}
 		fmt.Fprintf(w, "Cluster initialized: node %s is now a manager.\n\n", info.NodeID)
+		fmt.Fprintf(w, "To add a worker or a manager, get its join command on this node (it holds a secret,\n"+
+			"so it is not printed here):\n\n    shoal%s join-token worker\n    shoal%s join-token manager\n\n", dd, dd)
 	default:
 		fmt.Fprintf(w, "Node %s joined cluster %s as a %s.\n\n", info.NodeID, info.ClusterID, info.Role)
-	}
-	if !info.Resumed {
-		if info.WorkerToken != "" {
-			_ = writeJoinCommand(w, api.RoleWorker, info.WorkerToken, info.APIAddr)
-		}
-		if info.ManagerToken != "" {
-			_ = writeJoinCommand(w, api.RoleManager, info.ManagerToken, info.APIAddr)
-		}
 	}
 	fmt.Fprintf(w, "Serving on unix://%s\n", info.SocketPath)
 }

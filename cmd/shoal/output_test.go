@@ -117,11 +117,11 @@ func TestWriteReady(t *testing.T) {
 		{
 			name: "new cluster",
 			mode: node.ModeInit,
-			info: node.ReadyInfo{NodeID: "n1", Role: "manager", WorkerToken: "WT", ManagerToken: "MT",
-				APIAddr: "10.0.0.1:2377", SocketPath: "/d/shoal.sock"},
+			info: node.ReadyInfo{NodeID: "n1", Role: "manager", APIAddr: "10.0.0.1:2377", SocketPath: "/d/shoal.sock"},
 			want: "Cluster initialized: node n1 is now a manager.\n\n" +
-				"To add a worker to this cluster, run:\n\n    shoal join --token WT 10.0.0.1:2377\n\n" +
-				"To add a manager to this cluster, run:\n\n    shoal join --token MT 10.0.0.1:2377\n\n" +
+				"To add a worker or a manager, get its join command on this node (it holds a secret,\n" +
+				"so it is not printed here):\n\n" +
+				"    shoal --data-dir /d join-token worker\n    shoal --data-dir /d join-token manager\n\n" +
 				"Serving on unix:///d/shoal.sock\n",
 		},
 		{
