@@ -267,7 +267,7 @@ func (s *Server) relay(w http.ResponseWriter, r *http.Request, a *forwardAnswer)
 			cancel()
 		}
 	}
-	for _, k := range []string{"Content-Type", headerIndex} {
+	for _, k := range []string{"Content-Type", "Retry-After", headerIndex} {
 		if v := a.header.Get(k); v != "" {
 			w.Header().Set(k, v)
 		}
