@@ -142,9 +142,9 @@ func (s *Server) termBarrier(ctx context.Context, l Leadership) error {
 
 // leaderReadIndex asks the leader for its read index.
 func (s *Server) leaderReadIndex(ctx context.Context, l Leadership) (uint64, error) {
-	addr := s.apiAddr(l.ID)
+	addr := s.waitAPIAddr(ctx, l.ID, s.readWait)
 	if addr == "" {
-		return 0, fmt.Errorf("no known API address")
+		return 0, fmt.Errorf("no known API address after %s", s.readWait)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.readWait)
 	defer cancel()

@@ -185,3 +185,35 @@ func TestForwardFollowsLeaderChange(t *testing.T) {
 		t.Errorf("forwarded write answered without its index")
 	}
 }
+
+func TestForwardHoldsWritesForASilentLeader(t *testing.T) {
+	f := newFixture(t)
+	for _, id := range []string{"m1", "m2", "m3"} {
+		f.addNode(id, "host-"+id, api.RoleManager, api.NodeStateReady)
+	}
+	f.addNode("w1", "host-w1", api.RoleWorker, api.NodeStateReady)
+	silent := newRecorder()
+	m1 := f.startManager("m1", &fakeRaft{leader: true, leaderID: "m1"}, silent.wrap)
+	f.setAPI("m1", m1.addr())
+	m3 := f.startManager("m3", &fakeRaft{leader: true, leaderID: "m3"}, nil)
+	f.setAPI("m3", m3.addr())
+	follower := f.startManager("m2", &fakeRaft{leaderID: "m1", staleLeader: "m1"}, nil)
+
+	// A write is not sent to a leader this follower has not heard from:
+	// it waits for the next leader.
+	done := make(chan answer, 1)
+	go func() {
+		done <- follower.admin().do("POST", "/v1/nodes/w1/update", api.NodeUpdate{LabelAdd: map[string]string{"k": "held"}})
+	}()
+	follower.raft.setLeader("m3", false)
+	want(t, <-done, http.StatusOK)
+	if got := silent.count("/v1/nodes/w1/update"); got != 0 {
+		t.Errorf("the silent leader got %d writes, want none", got)
+	}
+	// Reads are sent to it all the same: resending them is harmless.
+	follower.raft.setLeader("m1", false)
+	want(t, follower.asNode("w1", api.RoleWorker).do("GET", "/v1/session/assignments?since=0", nil), http.StatusOK)
+	if got := silent.count("/v1/session/assignments"); got != 1 {
+		t.Errorf("the silent leader got %d reads, want 1", got)
+	}
+}

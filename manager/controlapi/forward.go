@@ -75,6 +75,22 @@ func (s *Server) apiAddr(id string) string {
 	return addr
 }
 
+// waitAPIAddr waits up to wait for the API endpoint of node id to be known
+// here: a manager that is replaying its log after a restart learns the
+// leader's ID from raft before it has the leader's node record.
+func (s *Server) waitAPIAddr(ctx context.Context, id string, wait time.Duration) string {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for {
+		if addr := s.apiAddr(id); addr != "" {
+			return addr
+		}
+		if s.cfg.Store.WaitIndex(ctx, s.cfg.Store.Index()+1) != nil {
+			return ""
+		}
+	}
+}
+
 // forwardToLeader sends a leader-only call to the leader and relays its
 // answer; h serves the call if this manager becomes the leader meanwhile.
 func (s *Server) forwardToLeader(w http.ResponseWriter, r *http.Request, caller ca.Identity, h http.HandlerFunc) {
@@ -105,14 +121,13 @@ func (s *Server) forwardToLeader(w http.ResponseWriter, r *http.Request, caller 
 			h(w, r)
 			return
 		}
-		addr := s.apiAddr(l.ID)
+		addr := s.waitAPIAddr(ctx, l.ID, s.leaderWait)
 		if addr == "" {
-			// A leader elected before its node record replicated here.
-			if !waitChange(ctx, l, s.leaderWait) {
-				writeError(w, http.StatusServiceUnavailable, "leader %s has no known API address yet; try again", l.ID)
-				return
+			if s.cfg.Raft.LeaderWatch().Gen != l.Gen {
+				continue
 			}
-			continue
+			writeError(w, http.StatusServiceUnavailable, "leader %s has no known API address yet; try again", l.ID)
+			return
 		}
 		if !safe && !s.heardFromLeader(ctx, l) {
 			if ctx.Err() != nil {

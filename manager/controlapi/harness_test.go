@@ -41,6 +41,8 @@ type fakeRaft struct {
 	watched string
 	gen     uint64
 	changed chan struct{}
+	// staleLeader is a leader this follower has not heard from for long.
+	staleLeader string
 }
 
 func (r *fakeRaft) LeaderWatch() controlapi.Leadership {
@@ -66,7 +68,15 @@ func (r *fakeRaft) setLeader(id string, leading bool) {
 	r.LeaderWatch()
 }
 
-func (r *fakeRaft) SinceContact() time.Duration { return 0 }
+// SinceContact is an hour while staleLeader leads, else nothing.
+func (r *fakeRaft) SinceContact() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.staleLeader != "" && r.leaderID == r.staleLeader {
+		return time.Hour
+	}
+	return 0
+}
 
 func (r *fakeRaft) Barrier(context.Context) error { return nil }
 
