@@ -6,7 +6,7 @@ BIN       := bin/shoal
 RACE_PKGS := ./store/... ./manager/raft/...
 
 .DEFAULT_GOAL := help
-.PHONY: help build test unit e2e check bench demo demo-stop
+.PHONY: help build test unit e2e check bench bench-scale demo demo-stop
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,6 +30,9 @@ check: ## gofmt (must list nothing) and go vet
 
 bench: ## benchmarks of every package
 	$(GO) test -run XXX -bench . ./...
+
+bench-scale: build ## 3 managers + 1,000 hollow nodes: create, node loss, idle, raft size, failover (root; QUICK=1 for 100)
+	SHOAL_BIN=$(CURDIR)/$(BIN) SHOAL_SIM_BIN=$(CURDIR)/bin/shoal-sim scripts/bench-scale.sh
 
 demo: build ## 3 hosts on network namespaces, containerd each, a 6-replica web service (root)
 	$(GO) build -o bin/pushimage ./testimage/pushimage
