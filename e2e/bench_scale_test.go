@@ -59,7 +59,9 @@ type benchScale struct {
 	LeaderKillWriteS float64 `json:"leader_kill_first_write_s"`
 	LeaderKillLoad   string  `json:"leader_kill_load"`
 
-	Failed string `json:"failed,omitempty"`
+	// DownGrace is the init flag the managers ran with (see hollowDownGrace).
+	DownGrace string `json:"down_grace,omitempty"`
+	Failed    string `json:"failed,omitempty"`
 }
 
 // envInt reads a SHOAL_BENCH_ knob.
@@ -225,7 +227,8 @@ func TestBenchScale(t *testing.T) {
 
 	n := NewNet(t)
 	flags := append(scaleManagerFlags(t), strings.Fields(os.Getenv("SHOAL_BENCH_MANAGER_FLAGS"))...)
-	c := newManagers(t, n, r.Managers, flags)
+	c := newManagers(t, n, r.Managers, flags, hollowDownGrace(t))
+	r.DownGrace = strings.Join(hollowDownGrace(t), " ")
 	leader, err := c.Leader(c.Managers...)
 	if err != nil {
 		fail("leader", err)
@@ -238,7 +241,7 @@ func TestBenchScale(t *testing.T) {
 	}
 	follower := followers[0]
 	sim := n.AddHost("sim").StartSim(c.Token(t, leader, "worker"), leader.IP, r.Nodes, "--join-parallel", "16")
-	r.JoinS = secs(waitNodesReady(t, follower, r.Managers+r.Nodes, phase))
+	r.JoinS = secs(waitNodesReady(t, follower, r.Managers, r.Nodes, phase))
 	fmt.Printf("progress: %d hollow nodes ready in %.1f s (load %s)\n", r.Nodes, r.JoinS, loadAvg())
 
 	// a. create -> all running; the raft log grows by what the tasks cost.
@@ -368,7 +371,7 @@ func TestBenchScale(t *testing.T) {
 
 func printBenchScale(r *benchScale) {
 	w := os.Stdout
-	fmt.Fprintf(w, "\nbench-scale: %d hollow nodes, %d managers, %d replicas; load at start %s\n", r.Nodes, r.Managers, r.Replicas, r.LoadAvg)
+	fmt.Fprintf(w, "\nbench-scale: %d hollow nodes, %d managers (%s), %d replicas; load at start %s\n", r.Nodes, r.Managers, r.DownGrace, r.Replicas, r.LoadAvg)
 	row := func(k, v, load string) { fmt.Fprintf(w, "  %-46s %-44s %s\n", k, v, load) }
 	row("", "", "load (1 5 15 min)")
 	row("join: all nodes ready", fmt.Sprintf("%.1f s; simulator %.0f MB, %.2f MB/node", r.JoinS, r.SimRSSMB, r.SimMBPerNode), "")

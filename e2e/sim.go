@@ -156,3 +156,20 @@ func waitRunning(h *Host, service string, want int, avoid map[string]bool, start
 		time.Sleep(interval)
 	}
 }
+
+// placement is "NODE=RUNNING ..." of service's running tasks, for messages.
+func placement(h *Host, service string) string {
+	c := h.APIClient()
+	defer c.Close()
+	ctx, cancel := apiCtx()
+	defer cancel()
+	tasks, err := c.Tasks(ctx, api.TaskFilter{Service: service})
+	if err != nil {
+		return err.Error()
+	}
+	count := map[string]int{}
+	for _, t := range tasks {
+		count[fmt.Sprintf("%s/%s/%s", t.NodeID, t.DesiredState, t.Status.State)]++
+	}
+	return fmt.Sprint(count)
+}
