@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -52,31 +55,49 @@ func TestConsistency(t *testing.T) {
 	})
 
 	t.Run("forward after leader cut", func(t *testing.T) {
-		target := c.IDs[follower.Name]
-		t.Logf("cutting off the leader %s; writing through %s", leader.Name, follower.Name)
-		leader.LinkDown()
-		defer leader.LinkUp()
-		start := time.Now()
-		attempts := 0
-		var errs []string
-		_, err := poll(20*time.Second, func() error {
-			attempts++
-			err := write(follower, 10*time.Second, target, fmt.Sprintf("cut=%d", attempts))
+		// Three rounds: cut the leader, write through a follower at once
+		// (retrying what is refused), heal, settle.
+		var took []time.Duration
+		firstTry := 0
+		for round := range 3 {
+			lead, err := c.Leader(c.Managers...)
 			if err != nil {
-				errs = append(errs, fmt.Sprintf("%.2fs: %v", time.Since(start).Seconds(), err))
+				t.Fatal(err)
 			}
-			return err
-		})
-		took := time.Since(start)
-		if err != nil {
-			t.Fatalf("no write through %s after the leader was cut: %s", follower.Name, strings.Join(errs, "; "))
+			via := others(c.Managers, lead)[0]
+			target := c.IDs[via.Name]
+			t.Logf("round %d: cutting off the leader %s; writing through %s", round, lead.Name, via.Name)
+			lead.LinkDown()
+			start := time.Now()
+			attempts := 0
+			var errs []string
+			_, err = poll(20*time.Second, func() error {
+				attempts++
+				err := write(via, 10*time.Second, target, fmt.Sprintf("cut%d=%d", round, attempts))
+				if err != nil {
+					errs = append(errs, fmt.Sprintf("%.2fs: %v", time.Since(start).Seconds(), err))
+				}
+				return err
+			})
+			d := time.Since(start)
+			lead.LinkUp()
+			if err != nil {
+				t.Fatalf("no write through %s after the leader was cut: %s", via.Name, strings.Join(errs, "; "))
+			}
+			took = append(took, d)
+			if attempts == 1 {
+				firstTry++
+			}
+			for _, e := range errs {
+				t.Logf("refused: %s", e)
+			}
+			for _, m := range c.Managers {
+				eventually(t, serveTimeout, func() error { return c.Settled(m) })
+			}
 		}
-		report(t, "FIGURE forward after leader cut: write through a follower acknowledged %.2fs after the cut (%d attempts)", took.Seconds(), attempts)
-		for _, e := range errs {
-			t.Logf("refused: %s", e)
-		}
-		leader.LinkUp()
-		eventually(t, serveTimeout, func() error { return c.Settled(follower) })
+		slices.Sort(took)
+		report(t, "FIGURE forward after leader cut: write through a follower acknowledged %.2f-%.2fs after the cut (3 rounds, %d/3 on the first attempt)",
+			took[0].Seconds(), took[len(took)-1].Seconds(), firstTry)
 	})
 
 	// Add services so a restarted manager has a log to replay.
@@ -135,8 +156,7 @@ func TestConsistency(t *testing.T) {
 		if err := damaged.Daemon().Stop(); err != nil {
 			t.Fatalf("stop %s: %v", damaged.Name, err)
 		}
-		db := filepath.Join(damaged.DataDir, "raft", "raft.db")
-		index := damageLastEntry(t, db)
+		file, index := damageLog(t, filepath.Join(damaged.DataDir, "raft"))
 		p := damaged.Agent()
 		if exited, _ := p.Wait(30 * time.Second); !exited {
 			t.Fatalf("%s with a damaged raft log still runs after 30s", damaged.Name)
@@ -145,7 +165,11 @@ func TestConsistency(t *testing.T) {
 			t.Errorf("got exit code %d, want 3:\n%s", code, tail(p.Log(), 20))
 		}
 		log := p.Log()
-		for _, want := range []string{db, fmt.Sprintf("entry %d", index), "Recovering a manager"} {
+		wants := []string{file, "Recovering a manager"}
+		if index > 0 {
+			wants = append(wants, fmt.Sprintf("entry %d", index))
+		}
+		for _, want := range wants {
 			if !strings.Contains(log, want) {
 				t.Errorf("output does not name %q:\n%s", want, tail(log, 20))
 			}
@@ -206,6 +230,47 @@ func serviceCount(h *Host) (int, error) {
 		return 0, fmt.Errorf("service ls: %w: %q", err, out)
 	}
 	return len(views), nil
+}
+
+// damageLog damages a stopped manager's raft log in dir and returns the
+// file the error must name and, when known, the entry.
+func damageLog(t *testing.T, dir string) (string, uint64) {
+	t.Helper()
+	segments, _ := filepath.Glob(filepath.Join(dir, "wal", "*.wal"))
+	if len(segments) == 0 {
+		db := filepath.Join(dir, "raft.db")
+		return db, damageLastEntry(t, db)
+	}
+	sort.Strings(segments)
+	tail := segments[len(segments)-1]
+	damageMiddle(t, tail)
+	return tail, 0
+}
+
+// damageMiddle overwrites 4 KiB with 0xff in the middle of what was written
+// to a preallocated segment file (it ends in zeros), as a bad disk would.
+func damageMiddle(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := len(data)
+	for end > 0 && data[end-1] == 0 {
+		end--
+	}
+	if end < 64 {
+		t.Fatalf("%s holds %d bytes, too few to damage", path, end)
+	}
+	from := end / 2
+	to := min(from+4096, end)
+	for i := from; i < to; i++ {
+		data[i] = 0xff
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("damaged %s: bytes %d-%d of %d written", path, from, to, end)
 }
 
 // damageLastEntry overwrites the newest entry of a stopped manager's raft

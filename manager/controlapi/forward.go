@@ -30,10 +30,10 @@ const (
 	// forwardDialTimeout bounds connecting to the leader: managers share a LAN.
 	forwardDialTimeout = time.Second
 	// staleContact: a follower that has not heard from the leader for this
-	// long (raft's leader beats every 50 ms) holds a write until it hears from
+	// long (raft's leader beats every 50-100 ms) holds a write until it hears from
 	// it again or another leader is elected, so writes are not sent into a
 	// cut link.
-	staleContact = 200 * time.Millisecond
+	staleContact = 150 * time.Millisecond
 	// contactPoll is how often a held call checks the leader's contact.
 	contactPoll = 20 * time.Millisecond
 	// retryPause spaces the resends of a call to a leader that refuses connections.
