@@ -2,9 +2,11 @@
 # demo.sh: a 3-host shoal cluster on this machine, each host a network
 # namespace on a bridge (like the e2e harness) with its own containerd: h1
 # runs `shoal init` and a plain-HTTP image registry, h2 joins as a manager,
-# h3 as a worker. It then runs a busybox httpd service `web` with 3
-# replicas and scales it to 6. `make demo-stop` (scripts/demo-stop.sh)
-# removes everything. Needs root; installs what is missing with apt-get.
+# h3 as a worker. It then makes an overlay network `demonet`, runs a busybox
+# httpd service `web` on it with port 8080 published (3 replicas, scaled to
+# 6) and fetches the page from every host's address. `make demo-stop`
+# (scripts/demo-stop.sh) removes everything. Needs root; installs what is
+# missing with apt-get.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,6 +21,8 @@ SUBNET=10.124.0
 SW=$PREFIX-sw
 HOSTS=(h1 h2 h3)
 SERVICE=web
+NETWORK=demonet
+PORT=8080
 # Where a step waits at most, in tenths of a second.
 WAIT_START=300 WAIT_TASKS=1800
 
@@ -30,7 +34,7 @@ die() { echo "demo: $*" >&2; exit 1; }
 # command:package pairs; busybox must be Debian's static one at /bin/busybox,
 # the image is made of that single binary.
 missing=()
-for need in ip:iproute2 nsenter:util-linux containerd:containerd ctr:containerd \
+for need in ip:iproute2 nsenter:util-linux unshare:util-linux curl:curl containerd:containerd ctr:containerd \
 	containerd-shim-runc-v2:containerd runc:runc docker-registry:docker-registry; do
 	command -v "${need%%:*}" >/dev/null 2>&1 || missing+=("${need#*:}")
 done
@@ -47,9 +51,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 		die "apt-get install ${missing[*]} failed"
 fi
 
-if command -v "$GO" >/dev/null 2>&1; then
-	say "building $BIN and $PUSHIMAGE"
-	(cd "$root" && "$GO" build -o "$BIN" ./cmd/shoal && "$GO" build -o "$PUSHIMAGE" ./testimage/pushimage)
+# `make demo` has built both; run alone, the script builds what is missing.
+if [ ! -x "$BIN" ] && command -v "$GO" >/dev/null 2>&1; then
+	say "building $BIN"
+	make -C "$root" build GO="$GO" >/dev/null
+fi
+if [ ! -x "$PUSHIMAGE" ] && command -v "$GO" >/dev/null 2>&1; then
+	say "building $PUSHIMAGE"
+	(cd "$root" && "$GO" build -o "$PUSHIMAGE" ./testimage/pushimage)
 fi
 [ -x "$BIN" ] || die "no binary at $BIN (run make build)"
 [ -x "$PUSHIMAGE" ] || die "no binary at $PUSHIMAGE (go build -o $PUSHIMAGE ./testimage/pushimage)"
@@ -84,10 +93,13 @@ REGISTRY=$(ip_of h1):5000
 IMAGE=$REGISTRY/busybox:latest
 
 # --- network: a switch namespace with a bridge, a veth pair per host -------
+# The switch's bridge has an address too ($SUBNET.254): the demo's client,
+# outside the cluster, fetches the published port from there.
 say "network: namespaces $PREFIX-h1..h3 on a bridge, $SUBNET.1-3"
 ip netns add "$SW"
 ip -n "$SW" link set lo up
 ip -n "$SW" link add br0 type bridge
+ip -n "$SW" addr add "$SUBNET.254/24" dev br0
 ip -n "$SW" link set br0 up
 for h in "${HOSTS[@]}"; do
 	ip netns add "$(ns "$h")"
@@ -99,14 +111,45 @@ for h in "${HOSTS[@]}"; do
 	mkdir -p "$STATE/$h"
 done
 
+# --- a mount namespace per host ----------------------------------------------
+# A host's shoal and containerd run in one mount namespace of the host's own,
+# as on a machine: there /run/netns is the directory $STATE/HOST-netns, so
+# containerd sees the task namespaces shoal mounts (with shoal under `ip netns
+# exec` alone they are mounted where containerd cannot see them and runc
+# fails: "can't get final child's PID from pipe"), and the demo's task
+# namespaces stay out of this machine's /run/netns. A process named
+# $PREFIX-mnt-HOST holds the namespace until demo-stop. Both daemons enter it
+# with nsenter --mount after `ip netns exec` (which alone would remount /sys
+# and hide the cgroup hierarchies runc needs).
+mnt_pid() { cat "$STATE/$1-mnt.pid"; }
+for h in "${HOSTS[@]}"; do
+	mkdir -p "$STATE/$h-netns"
+	rm -f "$STATE/$h-mnt.ready"
+	nohup unshare --mount --propagation slave bash -c \
+		'mount --bind "$1" /run/netns && touch "$2" && exec -a "$3" sleep infinity' \
+		bash "$STATE/$h-netns" "$STATE/$h-mnt.ready" "$PREFIX-mnt-$h" >"$STATE/$h-mnt.log" 2>&1 </dev/null &
+	echo $! >"$STATE/$h-mnt.pid"
+done
+for h in "${HOSTS[@]}"; do
+	for i in $(seq 1 $WAIT_START); do
+		[ -e "$STATE/$h-mnt.ready" ] && break
+		kill -0 "$(mnt_pid "$h")" 2>/dev/null || fail "$STATE/$h-mnt.log" "mount namespace of $h: unshare exited"
+		[ "$i" -lt $WAIT_START ] || fail "$STATE/$h-mnt.log" "mount namespace of $h not ready after 30s"
+		sleep 0.1
+	done
+done
+# on_host HOST CMD...: CMD in HOST's network and mount namespaces, in the
+# background, immune to the terminal's hangup.
+on_host() {
+	local h=$1; shift
+	nohup ip netns exec "$(ns "$h")" nsenter --mount="/proc/$(mnt_pid "$h")/ns/mnt" -- "$@" &
+}
+
 # --- containerd per host ----------------------------------------------------
 # Each has its own root and state under $STATE/containerd-HOST and its socket
-# in $RUN. It runs in the host's network namespace but in this mount
-# namespace (nsenter --net, not ip netns exec, which remounts /sys and so
-# hides the cgroup hierarchies runc needs).
+# in $RUN.
 ctd_dir() { echo "$STATE/containerd-$1"; }
 containerd_sock() { echo "$RUN/$1.sock"; }
-ctr_on() { local h=$1; shift; ctr -a "$(containerd_sock "$h")" -n shoal "$@"; }
 
 for h in "${HOSTS[@]}"; do
 	d=$(ctd_dir "$h")
@@ -127,8 +170,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [plugins."io.containerd.internal.v1.opt"]
   path = "$d/opt"
 EOF
-	nohup nsenter --net="/run/netns/$(ns "$h")" -- containerd --config "$d/config.toml" --log-level warn \
-		>"$d.log" 2>&1 </dev/null &
+	on_host "$h" containerd --config "$d/config.toml" --log-level warn >"$d.log" 2>&1 </dev/null
 	echo $! >"$d.pid"
 done
 say "containerd: one per host, sockets $RUN/h1.sock..h3.sock"
@@ -171,7 +213,7 @@ ip netns exec "$(ns h1)" "$PUSHIMAGE" --registry "$REGISTRY" --ref busybox:lates
 # start HOST ARGS...: run a shoal daemon in HOST's namespace, in the background.
 start() {
 	local h=$1; shift
-	nohup ip netns exec "$(ns "$h")" "$BIN" "$@" >"$STATE/$h.log" 2>&1 </dev/null &
+	on_host "$h" "$BIN" "$@" >"$STATE/$h.log" 2>&1 </dev/null
 	echo $! >"$STATE/$h.pid"
 }
 
@@ -227,22 +269,32 @@ wait_replicas() {
 	die "$SERVICE: replicas ${got:-?}, want $want/$want after 3m (logs in $STATE)"
 }
 
-say "service: creating $SERVICE ($IMAGE, busybox httpd on port 80) with 3 replicas"
-shoal h1 service create --name "$SERVICE" --replicas 3 --detach "$IMAGE" >/dev/null
+say "network: creating the overlay network $NETWORK"
+shoal h1 network create "$NETWORK" >/dev/null
+say "service: creating $SERVICE on $NETWORK, port $PORT published, 3 replicas of $IMAGE"
+# Each task serves a page naming it, so the answers show the balancing.
+shoal h1 service create --name "$SERVICE" --network "$NETWORK" -p "$PORT:80" --replicas 3 --detach \
+	"$IMAGE" sh -c 'mkdir -p /www && echo "web task $(hostname)" >/www/index.html && exec httpd -f -p 80 -h /www' >/dev/null
 wait_replicas 3
 say "service: 3/3 running; scaling $SERVICE to 6"
 shoal h1 service scale "$SERVICE=6" >/dev/null
 wait_replicas 6
 
-# Fetch the page from one task, to show it serves.
-page="" task="" on=""
+# The routing mesh: every host answers on the published port, whether or not
+# it runs a task; the client is outside the cluster, on the switch.
+say "routing mesh: GET http://HOST:$PORT/ from outside the cluster ($SUBNET.254)"
+answers=()
 for h in "${HOSTS[@]}"; do
-	task=$(ctr_on "$h" task ls 2>/dev/null | awk '$3 == "RUNNING" {print $1; exit}')
-	if [ -n "$task" ]; then on=$h; break; fi
+	url="http://$(ip_of "$h"):$PORT/"
+	page=""
+	for _ in $(seq 1 $WAIT_START); do
+		page=$(ip netns exec "$SW" curl -sf --max-time 2 "$url" 2>/dev/null || true)
+		[ -n "$page" ] && break
+		sleep 0.1
+	done
+	[ -n "$page" ] || die "$url did not answer after 30s (logs in $STATE)"
+	answers+=("$h ($url): $page")
 done
-if [ -n "$task" ]; then
-	page=$(ctr_on "$on" task exec --exec-id "demo-$$" "$task" wget -qO- http://127.0.0.1/ 2>&1 || true)
-fi
 
 echo
 echo "\$ shoal service ps $SERVICE"
@@ -251,15 +303,14 @@ echo
 echo "\$ shoal node ls"
 shoal h1 node ls
 echo
-if [ -n "$task" ]; then
-	echo "GET http://127.0.0.1/ inside task $task on $on: $page"
-	echo
-fi
+echo "GET on each host's address, port $PORT, from $SUBNET.254:"
+printf '  %s\n' "${answers[@]}"
+echo
 cat <<MSG
 The demo cluster is up: hosts h1 h2 h3 are network namespaces $PREFIX-h1..h3
 ($SUBNET.1-3), each with its own containerd ($RUN/h1.sock..h3.sock); h1 and h2
 are managers, h3 a worker. h1 also runs the image registry $REGISTRY.
-Service $SERVICE runs 6 replicas of $IMAGE (busybox httpd -f -p 80).
+Service $SERVICE runs 6 replicas of $IMAGE (busybox httpd on port 80).
 State and logs: $STATE.
 
 Use it from any host, e.g.:
@@ -267,11 +318,9 @@ Use it from any host, e.g.:
   ip netns exec $PREFIX-h2 $BIN --data-dir $STATE/h2 service scale $SERVICE=2
   ip netns exec $PREFIX-h1 $BIN --data-dir $STATE/h1 node ls
 
-web is on no overlay network (see README, Networks), so each task has a network
-namespace with loopback only: fetch the page from inside one. List a host's task containers:
-  ip netns exec $PREFIX-h1 ctr -a $RUN/h1.sock -n shoal task ls
-and run wget in one of them (TASKID from that list):
-  ip netns exec $PREFIX-h1 ctr -a $RUN/h1.sock -n shoal task exec --exec-id x TASKID wget -qO- http://127.0.0.1/
+Service $SERVICE is on the overlay network $NETWORK with port $PORT published on
+every host (the routing mesh). From outside the cluster:
+  ip netns exec $SW curl -s http://$(ip_of h3):$PORT/
 
 Stop it and remove everything:
   make demo-stop

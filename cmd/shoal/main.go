@@ -77,6 +77,7 @@ func (a *app) execute(ctx context.Context, args []string) int {
 	}
 	if msg := err.Error(); strings.HasPrefix(msg, "unknown command ") && !strings.Contains(msg, "--help") {
 		// From cobra's check of the root's arguments.
+		//lint:ignore ST1005 docker's usage hint, a sentence on its own line
 		err = fmt.Errorf("%w\nRun 'shoal --help' for usage.", err)
 	}
 	fmt.Fprintf(a.stderr, "Error: %s\n", errMessage(err))
@@ -85,6 +86,7 @@ func (a *app) execute(ctx context.Context, args []string) int {
 
 // usageErr adds a pointer to the command's help to a flag or argument error.
 func usageErr(c *cobra.Command, err error) error {
+	//lint:ignore ST1005 docker's usage hint, a sentence on its own line
 	return fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath())
 }
 
