@@ -67,6 +67,27 @@ func (f MemoryFilter) Explain(n int) string {
 	return nodes(n) + " " + verb(n, "lack") + " memory: needs " + formatBytes(f.MemoryBytes)
 }
 
+// MaxStarting is how many tasks a node may have assigned but not running
+// yet. A burst (a service of thousands of replicas, a node that comes back
+// to an empty cluster) is handed to agents at the pace they start tasks,
+// so a task removed meanwhile is never sent, and one slow node does not
+// collect a backlog it takes minutes to work through. 16 is four times
+// the agent's default of 4 concurrent starts: enough to keep it busy.
+const MaxStarting = 16
+
+// StartingFilter drops nodes that already have Max tasks not running yet.
+type StartingFilter struct{ Max int }
+
+func (f StartingFilter) Check(n *NodeInfo) bool { return f.Max <= 0 || n.Starting < f.Max }
+
+func (f StartingFilter) Explain(n int) string {
+	have := " have "
+	if n == 1 {
+		have = " has "
+	}
+	return nodes(n) + have + strconv.Itoa(f.Max) + " tasks starting (the most per node; more go once those run)"
+}
+
 // Pipeline runs filters in order and remembers, for each filter, how many
 // nodes it was the first to drop, to explain an unplaced task.
 type Pipeline struct {
@@ -79,14 +100,15 @@ type Pipeline struct {
 }
 
 // NewPipeline returns the pipeline for a task spec: ready, availability,
-// one filter per constraint, CPU, memory. Static filters come first so that
-// the resource filters, the only ones placements change, are checked last.
+// one filter per constraint, CPU, memory, tasks starting. Static filters
+// come first so that the dynamic ones, the only ones placements change, are
+// checked last.
 func NewPipeline(spec *api.TaskSpec) (*Pipeline, error) {
 	cons, err := ParseConstraints(spec.Placement.Constraints)
 	if err != nil {
 		return nil, err
 	}
-	fs := make([]Filter, 0, 4+len(cons))
+	fs := make([]Filter, 0, 5+len(cons))
 	fs = append(fs, ReadyFilter{}, AvailabilityFilter{})
 	for _, c := range cons {
 		fs = append(fs, ConstraintFilter{Constraint: c})
@@ -98,6 +120,7 @@ func NewPipeline(spec *api.TaskSpec) (*Pipeline, error) {
 	if r.MemoryBytes > 0 {
 		fs = append(fs, MemoryFilter{MemoryBytes: r.MemoryBytes})
 	}
+	fs = append(fs, StartingFilter{Max: MaxStarting})
 	p := NewPipelineOf(fs...)
 	p.static = 2 + len(cons)
 	return p, nil

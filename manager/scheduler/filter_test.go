@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/shoal-dev/shoal/api"
@@ -87,6 +88,14 @@ func TestFilters(t *testing.T) {
 		{"memory short", MemoryFilter{MemoryBytes: 3*gib + 1}, busy, false, map[int]string{1: "1 node lacks memory: needs 3221225473 bytes"}},
 		{"memory in MiB", MemoryFilter{MemoryBytes: 512 * mib}, busy, true, map[int]string{2: "2 nodes lack memory: needs 512 MiB"}},
 		{"no memory asked", MemoryFilter{}, NewNodeInfo(testNode("n", withResources(0, 0)), nil), true, nil},
+		{"starting below the cap", StartingFilter{Max: 2}, NewNodeInfo(testNode("n"), startingTasks("n", 1)), true,
+			map[int]string{
+				1: "1 node has 2 tasks starting (the most per node; more go once those run)",
+				3: "3 nodes have 2 tasks starting (the most per node; more go once those run)",
+			}},
+		{"starting at the cap", StartingFilter{Max: 2}, NewNodeInfo(testNode("n"), startingTasks("n", 2)), false, nil},
+		{"running tasks do not count", StartingFilter{Max: 1}, busy, true, nil},
+		{"no cap", StartingFilter{}, NewNodeInfo(testNode("n"), startingTasks("n", 50)), true, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -100,6 +109,18 @@ func TestFilters(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startingTasks returns n tasks assigned to node and not running yet, in
+// each of the states before running.
+func startingTasks(node string, n int) []*api.Task {
+	states := []api.TaskState{api.TaskAssigned, api.TaskAccepted, api.TaskPreparing, api.TaskStarting}
+	ts := make([]*api.Task, n)
+	for i := range ts {
+		ts[i] = &api.Task{ID: fmt.Sprintf("%s-s%d", node, i), ServiceID: "s", NodeID: node,
+			Status: api.TaskStatus{State: states[i%len(states)]}}
+	}
+	return ts
 }
 
 func TestPipelineExplain(t *testing.T) {

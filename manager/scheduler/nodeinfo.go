@@ -21,6 +21,9 @@ type NodeInfo struct {
 	// ReservedNanoCPUs and ReservedMemoryBytes sum the Tasks' reservations.
 	ReservedNanoCPUs    int64
 	ReservedMemoryBytes int64
+	// Starting counts the Tasks not running yet: assigned to the node (or
+	// being placed on it) but not reported running by its agent.
+	Starting int
 
 	counted bool
 }
@@ -31,6 +34,9 @@ type NodeInfo struct {
 func CountsAgainstNode(t *api.Task) bool {
 	return t != nil && t.NodeID != "" && !t.Status.State.Before(api.TaskAssigned) && !t.Status.State.Terminal()
 }
+
+// starting reports whether a counted task is not running yet.
+func starting(t *api.Task) bool { return t.Status.State.Before(api.TaskRunning) }
 
 // NewNodeInfo returns n with every task in tasks counted against it; the
 // caller picks the tasks (see CountsAgainstNode).
@@ -50,9 +56,12 @@ func NewNodeInfo(n *api.Node, tasks []*api.Task) NodeInfo {
 // count derives ServiceTasks and the reservations from Tasks.
 func (ni *NodeInfo) count() {
 	ni.ServiceTasks = make(map[string]int)
-	ni.ReservedNanoCPUs, ni.ReservedMemoryBytes = 0, 0
+	ni.ReservedNanoCPUs, ni.ReservedMemoryBytes, ni.Starting = 0, 0, 0
 	for _, t := range ni.Tasks {
 		ni.ServiceTasks[t.ServiceID]++
+		if starting(t) {
+			ni.Starting++
+		}
 		r := t.Spec.Resources.Reservations
 		ni.ReservedNanoCPUs += r.NanoCPUs
 		ni.ReservedMemoryBytes += r.MemoryBytes
@@ -77,6 +86,9 @@ func (ni *NodeInfo) AddTask(t *api.Task) bool {
 	}
 	ni.Tasks[t.ID] = t
 	ni.ServiceTasks[t.ServiceID]++
+	if starting(t) {
+		ni.Starting++
+	}
 	r := t.Spec.Resources.Reservations
 	ni.ReservedNanoCPUs += r.NanoCPUs
 	ni.ReservedMemoryBytes += r.MemoryBytes
@@ -94,6 +106,9 @@ func (ni *NodeInfo) RemoveTask(id string) bool {
 		return false
 	}
 	delete(ni.Tasks, id)
+	if starting(t) {
+		ni.Starting--
+	}
 	if ni.ServiceTasks[t.ServiceID]--; ni.ServiceTasks[t.ServiceID] <= 0 {
 		delete(ni.ServiceTasks, t.ServiceID)
 	}

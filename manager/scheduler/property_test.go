@@ -139,9 +139,10 @@ func refMatch(n *api.Node, expr string) (match, valid bool) {
 	return (ok && have == val) == eq, true
 }
 
-// refFits reports whether t may go on n given what is already used there.
-func refFits(n *api.Node, used api.ResourceAmounts, t *api.Task) bool {
-	if n.Status.State != api.NodeStateReady || n.Spec.Availability != api.AvailabilityActive {
+// refFits reports whether t may go on n given what is already used there
+// and how many tasks are starting there.
+func refFits(n *api.Node, used api.ResourceAmounts, starting int, t *api.Task) bool {
+	if n.Status.State != api.NodeStateReady || n.Spec.Availability != api.AvailabilityActive || starting >= MaxStarting {
 		return false
 	}
 	for _, c := range t.Spec.Placement.Constraints {
@@ -162,9 +163,13 @@ func refFits(n *api.Node, used api.ResourceAmounts, t *api.Task) bool {
 // naiveSchedule scans every node for every task, in input order.
 func naiveSchedule(nodes []*api.Node, existing, pending []*api.Task) map[string]string {
 	used := map[string]api.ResourceAmounts{}
+	starting := map[string]int{}
 	perService := map[[2]string]int{}
 	total := map[string]int{}
 	add := func(nodeID string, t *api.Task) {
+		if t.Status.State.Before(api.TaskRunning) {
+			starting[nodeID]++
+		}
 		r, u := t.Spec.Resources.Reservations, used[nodeID]
 		used[nodeID] = api.ResourceAmounts{NanoCPUs: u.NanoCPUs + r.NanoCPUs, MemoryBytes: u.MemoryBytes + r.MemoryBytes}
 		perService[[2]string{nodeID, t.ServiceID}]++
@@ -179,7 +184,7 @@ func naiveSchedule(nodes []*api.Node, existing, pending []*api.Task) map[string]
 	for _, t := range pending {
 		var best *api.Node
 		for _, n := range nodes {
-			if t.NodeID != "" && n.ID != t.NodeID || !refFits(n, used[n.ID], t) {
+			if t.NodeID != "" && n.ID != t.NodeID || !refFits(n, used[n.ID], starting[n.ID], t) {
 				continue
 			}
 			if best == nil {
@@ -244,8 +249,12 @@ func TestScheduleProperties(t *testing.T) {
 			tasks[p.ID] = p
 		}
 		used := map[string]api.ResourceAmounts{}
+		starting := map[string]int{}
 		for _, e := range existing {
 			if CountsAgainstNode(e) {
+				if e.Status.State.Before(api.TaskRunning) {
+					starting[e.NodeID]++
+				}
 				r, u := e.Spec.Resources.Reservations, used[e.NodeID]
 				used[e.NodeID] = api.ResourceAmounts{NanoCPUs: u.NanoCPUs + r.NanoCPUs, MemoryBytes: u.MemoryBytes + r.MemoryBytes}
 			}
@@ -258,11 +267,12 @@ func TestScheduleProperties(t *testing.T) {
 			if task.NodeID != "" && task.NodeID != d.NodeID {
 				fail("pinned task %s moved from %s to %s", task.ID, task.NodeID, d.NodeID)
 			}
-			if !refFits(n, used[n.ID], task) {
+			if !refFits(n, used[n.ID], starting[n.ID], task) {
 				fail("task %s (%v, %v) does not fit node %s (%+v, %+v, used %+v)", task.ID,
 					task.Spec.Placement.Constraints, task.Spec.Resources.Reservations, n.ID, n.Spec, n.Description, used[n.ID])
 			}
 			rr, u := task.Spec.Resources.Reservations, used[n.ID]
+			starting[n.ID]++
 			used[n.ID] = api.ResourceAmounts{NanoCPUs: u.NanoCPUs + rr.NanoCPUs, MemoryBytes: u.MemoryBytes + rr.MemoryBytes}
 		}
 		for _, n := range nodes {
@@ -271,6 +281,9 @@ func TestScheduleProperties(t *testing.T) {
 				fail("node %s over-reserved: %+v of %d CPUs, %d bytes", n.ID, u, n.Description.CPUs, n.Description.MemoryBytes)
 			}
 			ni := s.Node(n.ID)
+			if ni.Starting != starting[n.ID] {
+				fail("snapshot node %s has %d tasks starting; replay says %d", n.ID, ni.Starting, starting[n.ID])
+			}
 			if ni.ReservedNanoCPUs != u.NanoCPUs || ni.ReservedMemoryBytes != u.MemoryBytes {
 				fail("snapshot node %s reserves %d, %d; replay says %+v", n.ID, ni.ReservedNanoCPUs, ni.ReservedMemoryBytes, u)
 			}
@@ -281,7 +294,7 @@ func TestScheduleProperties(t *testing.T) {
 		for _, u := range r.Unplaced {
 			task := tasks[u.TaskID]
 			for _, n := range nodes {
-				if (task.NodeID == "" || task.NodeID == n.ID) && refFits(n, used[n.ID], task) {
+				if (task.NodeID == "" || task.NodeID == n.ID) && refFits(n, used[n.ID], starting[n.ID], task) {
 					fail("task %s unplaced (%s) but fits node %s", task.ID, u.Reason, n.ID)
 				}
 			}

@@ -307,6 +307,88 @@ func TestScheduleSnapshotLiteral(t *testing.T) {
 	}
 }
 
+// A burst goes to the nodes MaxStarting at a time; the rest waits,
+// explained, and is placed once tasks run.
+func TestScheduleCapsStartingTasks(t *testing.T) {
+	tests := []struct {
+		name       string
+		existing   []*api.Task
+		pending    []*api.Task
+		wantPlaced map[string]int
+		wantReason string
+	}{
+		{
+			name:       "burst on two idle nodes",
+			pending:    pendingTasks("web", 40, api.TaskSpec{}),
+			wantPlaced: map[string]int{"a": MaxStarting, "b": MaxStarting},
+			wantReason: "no suitable node (2 nodes have 16 tasks starting (the most per node; more go once those run))",
+		},
+		{
+			name:       "tasks already starting count",
+			existing:   startingTasks("a", MaxStarting-3),
+			pending:    pendingTasks("web", 40, api.TaskSpec{}),
+			wantPlaced: map[string]int{"a": 3, "b": MaxStarting},
+			wantReason: "no suitable node (2 nodes have 16 tasks starting (the most per node; more go once those run))",
+		},
+		{
+			name:       "running tasks do not count",
+			existing:   []*api.Task{runningTask("r1", "old", "a", api.ResourceAmounts{}), runningTask("r2", "old", "b", api.ResourceAmounts{})},
+			pending:    pendingTasks("web", 20, api.TaskSpec{}),
+			wantPlaced: map[string]int{"a": 10, "b": 10},
+		},
+		{
+			name:     "a global task waits for its node",
+			existing: startingTasks("a", MaxStarting),
+			pending: []*api.Task{{ID: "g1", ServiceID: "agent", NodeID: "a", DesiredState: api.TaskRunning, Status: api.TaskStatus{State: api.TaskPending}},
+				{ID: "g2", ServiceID: "agent", NodeID: "b", DesiredState: api.TaskRunning, Status: api.TaskStatus{State: api.TaskPending}}},
+			wantPlaced: map[string]int{"b": 1},
+			wantReason: "no suitable node (1 node has 16 tasks starting (the most per node; more go once those run))",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := NewSnapshot([]*api.Node{testNode("a"), testNode("b")}, tt.existing)
+			r := Schedule(s, tt.pending)
+			if got := perNode(r); !reflect.DeepEqual(got, tt.wantPlaced) {
+				t.Errorf("placed: got %v, want %v", got, tt.wantPlaced)
+			}
+			placed := 0
+			for _, n := range tt.wantPlaced {
+				placed += n
+			}
+			if got, want := len(r.Unplaced), len(tt.pending)-placed; got != want {
+				t.Fatalf("unplaced: got %d, want %d", got, want)
+			}
+			for _, u := range r.Unplaced {
+				if u.Reason != tt.wantReason {
+					t.Errorf("reason: got %q, want %q", u.Reason, tt.wantReason)
+					break
+				}
+			}
+			// Once the placed tasks run, the next pass places more.
+			for i := range s.Nodes {
+				for _, tk := range s.Nodes[i].Tasks {
+					run := *tk
+					run.Status.State = api.TaskRunning
+					s.Nodes[i].RemoveTask(tk.ID)
+					s.Nodes[i].AddTask(&run)
+				}
+			}
+			var rest []*api.Task
+			for _, u := range r.Unplaced {
+				for _, p := range tt.pending {
+					if p.ID == u.TaskID {
+						rest = append(rest, p)
+					}
+				}
+			}
+			if r2 := Schedule(s, rest); len(rest) > 0 && len(r2.Decisions) == 0 {
+				t.Errorf("second pass after the tasks ran: placed none of %d", len(rest))
+			}
+		})
+	}
+}
+
 func TestScheduleEmpty(t *testing.T) {
 	r := Schedule(NewSnapshot(nil, nil), pendingTasks("web", 2, api.TaskSpec{}))
 	for _, u := range r.Unplaced {
