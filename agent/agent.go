@@ -34,6 +34,8 @@ type Config struct {
 	// NewExecutor connects to the engine that runs tasks; the agent retries
 	// until it succeeds. nil runs no tasks.
 	NewExecutor func() (exec.Executor, error)
+	// Limits bound the container starts and image pulls done at once.
+	Limits Limits
 	// Network wires the overlay networks of tasks; nil leaves tasks with
 	// loopback only.
 	Network Networker

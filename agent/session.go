@@ -137,7 +137,7 @@ func (a *Agent) connectEngine(ctx context.Context) *Worker {
 	for {
 		e, err := a.cfg.NewExecutor()
 		if err == nil {
-			w := NewWorker(e, a.status.push, a.cfg.Clock, a.log)
+			w := NewWorker(e, a.status.push, a.cfg.Clock, a.cfg.Limits, a.log)
 			w.startLatency = a.metrics.startLatency
 			a.mu.Lock()
 			a.exec, a.worker = e, w

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -87,7 +88,7 @@ func newWorkerHarness(t *testing.T) *workerHarness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &workerHarness{ctx: ctx, cancel: cancel, fake: exectest.New(t.TempDir()), rec: &recorder{}, clk: clock.NewFake(epoch)}
-	h.w = NewWorker(h.fake, h.rec.report, h.clk, discardLogger())
+	h.w = NewWorker(h.fake, h.rec.report, h.clk, Limits{}, discardLogger())
 	t.Cleanup(func() {
 		cancel()
 		// Let the runners see the end of ctx before the test's goroutine
@@ -441,5 +442,202 @@ func TestWorkerLeavesContainersWhenAgentStops(t *testing.T) {
 	}
 	if got := h.rec.states("t1"); !slices.Equal(got, startStates) {
 		t.Errorf("reports: got %v, want %v (nothing after the agent stops)", got, startStates)
+	}
+}
+
+// gate counts the calls inside it and holds each until it is opened once
+// or the call's context ends.
+type gate struct {
+	open chan struct{}
+
+	mu              sync.Mutex
+	inside, maxSeen int
+	entered         []string
+}
+
+func newGate() *gate { return &gate{open: make(chan struct{})} }
+
+func (g *gate) pass(ctx context.Context, what string) error {
+	g.mu.Lock()
+	g.inside++
+	g.maxSeen = max(g.maxSeen, g.inside)
+	g.entered = append(g.entered, what)
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.inside--
+		g.mu.Unlock()
+	}()
+	select {
+	case <-g.open:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (g *gate) counts() (inside, maxSeen int, entered []string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.inside, g.maxSeen, slices.Clone(g.entered)
+}
+
+// gatedExec is the fake executor with Prepare held at a gate.
+type gatedExec struct {
+	*exectest.Fake
+	prepare *gate
+}
+
+func (e *gatedExec) Prepare(ctx context.Context, t *api.Task) error {
+	if err := e.prepare.pass(ctx, t.ID); err != nil {
+		return err
+	}
+	return e.Fake.Prepare(ctx, t)
+}
+
+// gatedPuller is also an exec.Puller, its pulls held at their own gate.
+type gatedPuller struct {
+	gatedExec
+	pull *gate
+}
+
+func (e *gatedPuller) Pull(ctx context.Context, image string) error { return e.pull.pass(ctx, image) }
+
+func newGatedHarness(t *testing.T, e exec.Executor, fake *exectest.Fake, lim Limits) *workerHarness {
+	t.Helper()
+	h := newWorkerHarness(t)
+	h.fake = fake
+	h.w = NewWorker(e, h.rec.report, h.clk, lim, discardLogger())
+	return h
+}
+
+func tasksN(n int) []*api.Task {
+	ts := make([]*api.Task, n)
+	for i := range ts {
+		ts[i] = newTask(fmt.Sprintf("t%02d", i), api.TaskRunning, api.TaskAssigned)
+		ts[i].Spec.Image = fmt.Sprintf("img%d", i%3)
+	}
+	return ts
+}
+
+func TestWorkerBoundsStartsAndPulls(t *testing.T) {
+	tests := []struct {
+		name         string
+		lim          Limits
+		puller       bool
+		wantStarts   int
+		wantPulls    int
+		wantInStarts []string // the executor calls a task makes, in order
+	}{
+		{"defaults", Limits{}, false, DefaultMaxConcurrentStarts, 0, []string{"prepare", "start"}},
+		{"two starts", Limits{Starts: 2}, false, 2, 0, []string{"prepare", "start"}},
+		{"one pull, three starts", Limits{Starts: 3, Pulls: 1}, true, 3, 1, []string{"pull", "prepare", "start"}},
+		{"default pulls", Limits{Starts: 1}, true, 1, DefaultMaxConcurrentPulls, []string{"pull", "prepare", "start"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := exectest.New(t.TempDir())
+			ge := gatedExec{Fake: fake, prepare: newGate()}
+			var e exec.Executor = &ge
+			var pulls *gate
+			if tt.puller {
+				gp := &gatedPuller{gatedExec: ge, pull: newGate()}
+				pulls, e = gp.pull, gp
+			}
+			h := newGatedHarness(t, e, fake, tt.lim)
+			tasks := tasksN(12)
+			h.w.Reconcile(h.ctx, tasks)
+
+			// Open each gate one call at a time, each time it is full:
+			// the limit is reached and never passed.
+			if pulls != nil {
+				for range len(tasks) {
+					waitFor(t, "pulls to fill", func() bool {
+						inside, _, entered := pulls.counts()
+						return inside == min(tt.wantPulls, len(tasks)-len(entered)+inside)
+					})
+					pulls.open <- struct{}{}
+				}
+			}
+			for range len(tasks) {
+				waitFor(t, "starts to fill", func() bool {
+					inside, _, entered := ge.prepare.counts()
+					return inside > 0 && inside == min(tt.wantStarts, len(tasks)-len(entered)+inside)
+				})
+				ge.prepare.open <- struct{}{}
+			}
+			for _, tk := range tasks {
+				h.waitState(t, tk.ID, api.TaskRunning)
+			}
+			if _, got, _ := ge.prepare.counts(); got != tt.wantStarts {
+				t.Errorf("most prepares at once: got %d, want %d", got, tt.wantStarts)
+			}
+			if pulls != nil {
+				if _, got, _ := pulls.counts(); got != tt.wantPulls {
+					t.Errorf("most pulls at once: got %d, want %d", got, tt.wantPulls)
+				}
+				if _, _, entered := pulls.counts(); !slices.Contains(entered, "img2") {
+					t.Errorf("pulled images: got %v, want each task's image", entered)
+				}
+			}
+			if got := h.rec.states("t00"); !slices.Equal(got, startStates) {
+				t.Errorf("reports: got %v, want %v", got, startStates)
+			}
+		})
+	}
+}
+
+// A task whose desired state changes while it waits for a place, or while
+// it is being prepared, is never started: it reports shutdown.
+func TestWorkerShutdownCancelsPendingStart(t *testing.T) {
+	tests := []struct {
+		name string
+		// change is what the managers say next about t00..t03.
+		change func(ts []*api.Task) []*api.Task
+	}{
+		{"desired shutdown", func(ts []*api.Task) []*api.Task {
+			out := make([]*api.Task, len(ts))
+			for i, tk := range ts {
+				out[i] = with(tk, api.TaskShutdown, api.TaskAssigned)
+			}
+			return out
+		}},
+		{"dropped from the assignments (service rm)", func([]*api.Task) []*api.Task { return nil }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := exectest.New(t.TempDir())
+			ge := &gatedExec{Fake: fake, prepare: newGate()}
+			h := newGatedHarness(t, ge, fake, Limits{Starts: 1})
+			tasks := tasksN(4)
+			h.w.Reconcile(h.ctx, tasks)
+			// t?? is in Prepare, the three others wait for its place.
+			waitFor(t, "one prepare", func() bool { inside, _, _ := ge.prepare.counts(); return inside == 1 })
+			for _, tk := range tasks {
+				h.waitState(t, tk.ID, api.TaskAccepted)
+			}
+
+			h.w.Reconcile(h.ctx, tt.change(tasks))
+			for _, tk := range tasks {
+				h.waitState(t, tk.ID, api.TaskShutdown)
+			}
+			waitFor(t, "the runners to end", func() bool { return h.runners() == 0 })
+			for _, op := range h.fake.Ops() {
+				if strings.HasPrefix(op, "start ") {
+					t.Errorf("executor calls: got %v, want no start", h.fake.Ops())
+					break
+				}
+			}
+			if _, _, entered := ge.prepare.counts(); len(entered) != 1 {
+				t.Errorf("prepares: got %v, want only the first (the others never got a place)", entered)
+			}
+			for _, tk := range tasks {
+				for _, s := range h.rec.states(tk.ID) {
+					if s == api.TaskRunning || s == api.TaskRejected {
+						t.Errorf("task %s reports %v, want no running and no rejection", tk.ID, h.rec.states(tk.ID))
+					}
+				}
+			}
+		})
 	}
 }

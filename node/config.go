@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/shoal-dev/shoal/agent"
 	"github.com/shoal-dev/shoal/api"
 )
 
@@ -46,6 +47,10 @@ type Config struct {
 	JoinRate  float64
 	// Dispatcher is the failure detection settings a new cluster starts with.
 	Dispatcher api.DispatcherConfig
+	// Limits bound the task starts and image pulls of this node's agent;
+	// zero fields take the agent's defaults. They are not kept in the
+	// data directory: each start gives them or takes the defaults.
+	Limits agent.Limits
 	// Hostname overrides os.Hostname, so test hosts can tell themselves apart.
 	Hostname string
 	// Ready, if set, is called once the node is serving.

@@ -327,6 +327,7 @@ func (n *Node) serve(ctx context.Context, resumed bool) error {
 		Addr:      st.Addr,
 		Endpoints: n.endpoints(st),
 		Engine:    agent.Containerd{Address: n.cfg.ContainerdAddress},
+		Limits:    n.cfg.Limits,
 		NewExecutor: func() (exec.Executor, error) {
 			return containerdexec.New(containerdexec.Config{
 				Address:            n.cfg.ContainerdAddress,

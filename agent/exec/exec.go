@@ -86,6 +86,16 @@ type Executor interface {
 	Stats(ctx context.Context, taskID string) (Stats, error)
 }
 
+// Puller is an Executor that can fetch an image apart from preparing a
+// container, so the worker bounds pulls (network and disk heavy, long)
+// separately from container starts (CPU heavy, short). Prepare of an
+// Executor that is no Puller pulls inside the start limit.
+type Puller interface {
+	// Pull makes image present and unpacked, pulling it if missing; an
+	// image already present costs a lookup.
+	Pull(ctx context.Context, image string) error
+}
+
 // Stats is a running task's resource use, as its cgroup counts it.
 type Stats struct {
 	// CPUSeconds is the CPU time the task's processes used since it

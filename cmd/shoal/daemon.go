@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/shoal-dev/shoal/agent"
 	"github.com/shoal-dev/shoal/api"
 	"github.com/shoal-dev/shoal/manager/admission"
 	"github.com/shoal-dev/shoal/manager/dispatcher"
@@ -38,6 +39,8 @@ type daemonFlags struct {
 	hostname          string
 	logLevel          string
 	joinBurst         int
+	maxStarts         int
+	maxPulls          int
 	joinRate          float64
 	token             string
 	tokenFile         string
@@ -57,6 +60,8 @@ func (f *daemonFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.insecureRegistry, "insecure-registry", nil, "registry HOST:PORT to pull from over plain HTTP (repeatable)")
 	fs.StringVar(&f.hostname, "hostname", "", "node hostname (default the machine's)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.IntVar(&f.maxStarts, "max-concurrent-starts", agent.DefaultMaxConcurrentStarts, "task containers this node creates and starts at once")
+	fs.IntVar(&f.maxPulls, "max-concurrent-pulls", agent.DefaultMaxConcurrentPulls, "images this node pulls at once")
 	fs.IntVar(&f.joinBurst, "join-burst", admission.DefaultJoinBurst, "joins a manager takes at once from one address or with one token")
 	fs.Float64Var(&f.joinRate, "join-rate", admission.DefaultJoinRate, "joins per second a manager takes from one address or with one token after the burst (0: no limit)")
 }
@@ -180,7 +185,11 @@ func (a *app) daemonConfig(fs *pflag.FlagSet, mode node.Mode, f *daemonFlags, jo
 		Hostname:           f.hostname,
 		JoinBurst:          f.joinBurst,
 		JoinRate:           f.joinRate,
+		Limits:             agent.Limits{Starts: f.maxStarts, Pulls: f.maxPulls},
 		Logger:             logger,
+	}
+	if f.maxStarts < 1 || f.maxPulls < 1 {
+		return node.Config{}, fmt.Errorf("--max-concurrent-starts %d, --max-concurrent-pulls %d: want at least 1 each", f.maxStarts, f.maxPulls)
 	}
 	if mode == node.ModeInit {
 		if f.heartbeatPeriod < 100*time.Millisecond || f.heartbeatPeriod > time.Minute {

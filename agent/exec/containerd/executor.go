@@ -69,7 +69,10 @@ type Executor struct {
 	log         *slog.Logger
 }
 
-var _ exec.Executor = (*Executor)(nil)
+var (
+	_ exec.Executor = (*Executor)(nil)
+	_ exec.Puller   = (*Executor)(nil)
+)
 
 // New connects to containerd at cfg.Address. It fails when containerd does
 // not answer within 5 seconds.
@@ -207,6 +210,12 @@ func (e *Executor) Prepare(ctx context.Context, t *api.Task) error {
 	}
 	log.Info("container created", "image", img.Name())
 	return nil
+}
+
+// Pull finds or pulls image and unpacks it, as Prepare would.
+func (e *Executor) Pull(ctx context.Context, image string) error {
+	_, err := e.image(e.ctx(ctx), image)
+	return err
 }
 
 // cpuQuota turns billionths of a CPU into a CFS quota per cpuPeriod; the
