@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/internal/httpserve"
 	"github.com/shoal-dev/shoal/manager/ca"
 )
 
@@ -33,11 +34,10 @@ func (n *Node) serveAPI() (func(), error) {
 		}
 		localError(w, http.StatusServiceUnavailable, "this node is a worker, not a manager")
 	})
-	srv := &http.Server{
-		Handler:           mux,
-		TLSConfig:         n.withCurrentCert(ca.ServerTLS(pool, *n.currentCert())),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	srv := httpserve.New(mux)
+	srv.TLSConfig = n.withCurrentCert(ca.ServerTLS(pool, *n.currentCert()))
+	// Only joining nodes and CA fetches come without a certificate.
+	httpserve.NewAnonymous(httpserve.DefaultMaxAnonymous, n.reg).Install(srv)
 	go func() {
 		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("API server", "err", err)
@@ -67,7 +67,9 @@ func (n *Node) taskLogs(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	flusher, _ := w.(http.Flusher)
 	follow := r.URL.Query().Get("follow") != ""
+	beforeWrite := httpserve.Stream(w)
 	for {
+		beforeWrite()
 		if _, err := io.Copy(w, f); err != nil {
 			return
 		}

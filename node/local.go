@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/internal/httpserve"
 )
 
 // serveSocket serves the root-only unix socket: local calls here, manager
@@ -38,7 +39,7 @@ func (n *Node) serveSocket() (func(), error) {
 		}
 		localError(w, http.StatusServiceUnavailable, "this node is a worker: run this command on a manager")
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := httpserve.New(mux)
 	go func() { _ = srv.Serve(ln) }()
 	return func() {
 		_ = srv.Close()

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/internal/httpserve"
 	"github.com/shoal-dev/shoal/store"
 )
 
@@ -51,12 +52,14 @@ func (s *Server) serviceLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	beforeWrite := httpserve.Stream(w)
 	w.WriteHeader(http.StatusOK)
 	flusher, _ := w.(http.Flusher)
 	var mu sync.Mutex
 	writeLine := func(line string) {
 		mu.Lock()
 		defer mu.Unlock()
+		beforeWrite()
 		_, _ = io.WriteString(w, line)
 		if flusher != nil {
 			flusher.Flush()

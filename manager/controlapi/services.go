@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/shoal-dev/shoal/api"
+	"github.com/shoal-dev/shoal/internal/httpserve"
 	"github.com/shoal-dev/shoal/store"
 )
 
@@ -315,6 +316,8 @@ func (s *Server) assignments(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "since %q: want an index", r.URL.Query().Get("since"))
 		return
 	}
+	// A long poll: it may wait longer than the server's deadlines allow.
+	httpserve.Extend(w, 2*forwardTimeout)
 	out, err := s.cfg.Dispatcher.Assignments(r.Context(), callerOf(r).NodeID, since, r.URL.Query().Get("netsum"))
 	if err != nil {
 		if r.Context().Err() != nil {
