@@ -61,7 +61,10 @@ type benchScale struct {
 
 	// DownGrace is the init flag the managers ran with (see hollowDownGrace).
 	DownGrace string `json:"down_grace,omitempty"`
-	Failed    string `json:"failed,omitempty"`
+	// LeaderChanges are leader changes seen between phases, other than the
+	// one the bench causes.
+	LeaderChanges []string `json:"leader_changes,omitempty"`
+	Failed        string   `json:"failed,omitempty"`
 }
 
 // envInt reads a SHOAL_BENCH_ knob.
@@ -192,6 +195,38 @@ func waitGone(h *Host, service string, timeout time.Duration) error {
 	return err
 }
 
+// lagging summarises the tasks of service that should run but do not, and
+// the running ones still on lost nodes, by state and message.
+func lagging(h *Host, service string, lost map[string]bool) string {
+	c, err := api.NewClient("unix://"+h.Socket(), nil)
+	if err != nil {
+		return err.Error()
+	}
+	defer c.Close()
+	ctx, cancel := apiCtx()
+	defer cancel()
+	tasks, err := c.Tasks(ctx, api.TaskFilter{Service: service})
+	if err != nil {
+		return err.Error()
+	}
+	nodes, err := c.Nodes(ctx)
+	if err != nil {
+		return err.Error()
+	}
+	nodeState := map[string]api.NodeState{}
+	for _, n := range nodes {
+		nodeState[n.ID] = n.Status.State
+	}
+	count := map[string]int{}
+	for _, t := range tasks {
+		if t.DesiredState != api.TaskRunning || (t.Status.State == api.TaskRunning && !lost[t.NodeID]) {
+			continue
+		}
+		count[fmt.Sprintf("%s %q on %s node (lost %v)", t.Status.State, t.Status.Message+t.Status.Err, nodeState[t.NodeID], lost[t.NodeID])]++
+	}
+	return fmt.Sprint(count)
+}
+
 func secs(d time.Duration) float64 { return float64(d.Round(time.Millisecond)) / 1e9 }
 
 // TestBenchScale is `make bench-scale`: 3 real managers and hollow nodes
@@ -229,17 +264,30 @@ func TestBenchScale(t *testing.T) {
 	flags := append(scaleManagerFlags(t), strings.Fields(os.Getenv("SHOAL_BENCH_MANAGER_FLAGS"))...)
 	c := newManagers(t, n, r.Managers, flags, hollowDownGrace(t))
 	r.DownGrace = strings.Join(hollowDownGrace(t), " ")
-	leader, err := c.Leader(c.Managers...)
-	if err != nil {
-		fail("leader", err)
-	}
+	// roles finds the leader among the live managers now; a change since
+	// the last look is reported, since it costs the figures around it.
+	alive := append([]*Host(nil), c.Managers...)
+	var leader, follower *Host
 	var followers []*Host
-	for _, m := range c.Managers {
-		if m != leader {
-			followers = append(followers, m)
+	roles := func(phase string) {
+		t.Helper()
+		l, err := c.Leader(alive...)
+		if err != nil {
+			fail("leader", err)
 		}
+		if leader != nil && l != leader {
+			r.LeaderChanges = append(r.LeaderChanges, fmt.Sprintf("%s: %s -> %s", phase, leader.Name, l.Name))
+			fmt.Printf("progress: leader changed before %s: %s -> %s\n", phase, leader.Name, l.Name)
+		}
+		leader, followers = l, nil
+		for _, m := range alive {
+			if m != l {
+				followers = append(followers, m)
+			}
+		}
+		follower = followers[0]
 	}
-	follower := followers[0]
+	roles("join")
 	sim := n.AddHost("sim").StartSim(c.Token(t, leader, "worker"), leader.IP, r.Nodes, "--join-parallel", "16")
 	r.JoinS = secs(waitNodesReady(t, follower, r.Managers, r.Nodes, phase))
 	fmt.Printf("progress: %d hollow nodes ready in %.1f s (load %s)\n", r.Nodes, r.JoinS, loadAvg())
@@ -249,7 +297,7 @@ func TestBenchScale(t *testing.T) {
 	cl := leader.APIClient()
 	start := time.Now()
 	ctx, cancel := apiCtx()
-	_, err = cl.CreateService(ctx, api.ServiceSpec{Name: "bench", Mode: api.ModeReplicated, Replicas: uint64(r.Replicas),
+	_, err := cl.CreateService(ctx, api.ServiceSpec{Name: "bench", Mode: api.ModeReplicated, Replicas: uint64(r.Replicas),
 		Task: api.TaskSpec{Image: "hollow/none:1"}})
 	cancel()
 	cl.Close()
@@ -271,6 +319,7 @@ func TestBenchScale(t *testing.T) {
 		r.Replicas, r.CreateRunS, r.CreateTasksPS, r.CreateLoad)
 
 	// c, e. idle with every node and task.
+	roles("idle")
 	lp, fp, sp := leader.Daemon().Pid(), follower.Daemon().Pid(), sim.Proc.Pid()
 	l0, f0, s0 := procCPU(lp), procCPU(fp), procCPU(sp)
 	idleStart := time.Now()
@@ -289,6 +338,7 @@ func TestBenchScale(t *testing.T) {
 		el, r.LeaderCPUPct, r.LeaderRSSMB, r.FollowerCPUPct, r.FollowerRSSMB, r.IdleLoad)
 
 	// b. kill rounds.
+	roles("kill rounds")
 	lost := map[string]bool{}
 	for i := range rounds {
 		killed, err := sim.Do("kill", r.Killed)
@@ -299,7 +349,12 @@ func TestBenchScale(t *testing.T) {
 		for _, k := range killed {
 			lost[k.ID] = true
 		}
+		// A round still going after 8 s says what its tasks wait for.
+		slow := time.AfterFunc(8*time.Second, func() {
+			fmt.Printf("progress: b. round %d still waiting after 8 s: %s\n", i+1, lagging(follower, "bench", lost))
+		})
 		took, err := waitRunning(follower, "bench", r.Replicas, lost, start, interval, phase)
+		slow.Stop()
 		if err != nil {
 			fail(fmt.Sprintf("kill round %d", i+1), err)
 		}
@@ -310,7 +365,9 @@ func TestBenchScale(t *testing.T) {
 	r.KillLoad = loadAvg()
 
 	// f. leader kill -> first accepted write, through the other managers.
+	roles("leader kill")
 	leader.Daemon().Kill()
+	alive = followers
 	start = time.Now()
 	for i := 0; ; i++ {
 		var werr error
@@ -338,10 +395,9 @@ func TestBenchScale(t *testing.T) {
 	fmt.Printf("progress: f. leader killed: first write accepted after %.2f s\n", r.LeaderKillWriteS)
 
 	// d. create/remove cycles, on the new leader.
-	nl, err := c.Leader(followers...)
-	if err != nil {
-		fail("new leader", err)
-	}
+	leader = nil
+	roles("cycles")
+	nl := leader
 	remove := func(h *Host, name string) {
 		hc := h.APIClient()
 		defer hc.Close()
@@ -384,6 +440,9 @@ func printBenchScale(r *benchScale) {
 	row(fmt.Sprintf("   after %d create/remove cycles", r.Cycles), fmt.Sprintf("log %.1f MB, snapshot %.1f MB", r.RaftLogMB, r.RaftSnapshotMB), r.CyclesLoad)
 	row("e. established connections on the leader", fmt.Sprintf("%d (%d on :2377)", r.LeaderConns, r.LeaderAPIConns), "")
 	row("f. leader kill -> first accepted write", fmt.Sprintf("%.2f s", r.LeaderKillWriteS), r.LeaderKillLoad)
+	if len(r.LeaderChanges) > 0 {
+		fmt.Fprintf(w, "  leader changes the bench did not cause: %s\n", strings.Join(r.LeaderChanges, "; "))
+	}
 	if r.Failed != "" {
 		fmt.Fprintf(w, "  FAILED: %s\n", r.Failed)
 	}
