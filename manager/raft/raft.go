@@ -181,7 +181,7 @@ func Open(cfg Config) (_ *Raft, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft: snapshot store: %w", err)
 	}
-	if err := checkLog(dbPath, store); err != nil {
+	if err := checkLog(func(uint64) string { return dbPath }, store); err != nil {
 		return nil, err
 	}
 	if err := checkSnapshot(filepath.Join(cfg.DataDir, "snapshots"), snaps); err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	hraft "github.com/hashicorp/raft"
@@ -51,11 +52,14 @@ If this was the only manager, the cluster state is lost unless a copy of the dat
 // stops Open with a StorageError instead of a panic inside hashicorp/raft
 // (which panics on a log entry it cannot read). Stores that panic on damaged
 // pages (bbolt) are caught here too.
-func checkLog(path string, logs hraft.LogStore) (err error) {
+// fileOf names the file that holds an entry (the whole store for bbolt, a
+// segment for the WAL).
+func checkLog(fileOf func(index uint64) string, logs hraft.LogStore) (err error) {
 	var index uint64
+	path := fileOf(0)
 	defer func() {
 		if p := recover(); p != nil {
-			err = &StorageError{Op: "read log", Path: path, Index: index, Err: fmt.Errorf("%v", p)}
+			err = &StorageError{Op: "read log", Path: fileOf(index), Index: index, Err: fmt.Errorf("%v", p)}
 		}
 	}()
 	first, err := logs.FirstIndex()
@@ -72,10 +76,10 @@ func checkLog(path string, logs hraft.LogStore) (err error) {
 	var l hraft.Log
 	for index = first; index <= last; index++ {
 		if err := logs.GetLog(index, &l); err != nil {
-			return &StorageError{Op: "read", Path: path, Index: index, Err: err}
+			return &StorageError{Op: "read", Path: fileOf(index), Index: index, Err: err}
 		}
 		if l.Index != index {
-			return &StorageError{Op: "read", Path: path, Index: index, Err: fmt.Errorf("the entry holds index %d", l.Index)}
+			return &StorageError{Op: "read", Path: fileOf(index), Index: index, Err: fmt.Errorf("the entry holds index %d", l.Index)}
 		}
 	}
 	return nil
@@ -106,4 +110,27 @@ func storageErr(dataDir string, err error) error {
 		return err
 	}
 	return &StorageError{Op: "start from", Path: dataDir, Err: err}
+}
+
+// segmentOf returns a function naming the segment file of a raft-wal
+// directory that holds an entry: the one with the highest base index not
+// above it (names are BASEINDEX-ID.wal); the directory itself for index 0
+// or when no segment matches.
+func segmentOf(dir string) func(index uint64) string {
+	return func(index uint64) string {
+		if index == 0 {
+			return dir
+		}
+		names, _ := filepath.Glob(filepath.Join(dir, "*.wal"))
+		best, bestBase := dir, uint64(0)
+		for _, n := range names {
+			base, _, ok := strings.Cut(filepath.Base(n), "-")
+			b, err := strconv.ParseUint(base, 10, 64)
+			if !ok || err != nil || b > index || b < bestBase {
+				continue
+			}
+			best, bestBase = n, b
+		}
+		return best
+	}
 }

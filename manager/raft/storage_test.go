@@ -127,3 +127,31 @@ func TestStorageErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestSegmentOf(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"00000000000000000001-0000000000000001.wal", "00000000000000000100-0000000000000002.wal", "wal-meta.db"} {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	of := segmentOf(dir)
+	for _, tc := range []struct {
+		index uint64
+		want  string
+	}{
+		{0, dir},
+		{1, "00000000000000000001-0000000000000001.wal"},
+		{99, "00000000000000000001-0000000000000001.wal"},
+		{100, "00000000000000000100-0000000000000002.wal"},
+		{5000, "00000000000000000100-0000000000000002.wal"},
+	} {
+		want := tc.want
+		if want != dir {
+			want = filepath.Join(dir, want)
+		}
+		if got := of(tc.index); got != want {
+			t.Errorf("segment of %d: got %s, want %s", tc.index, got, want)
+		}
+	}
+}
