@@ -104,8 +104,11 @@ func (a *Agent) runAssignments(ctx context.Context) {
 	if worker == nil {
 		return
 	}
+	// The first answer is the complete set, later ones the changes.
 	var since uint64
 	var networkSum string
+	var tasks []*api.Task
+	var network api.NetworkState
 	for ctx.Err() == nil {
 		var got api.Assignments
 		err := a.withManager(ctx, func(c *api.Client) error {
@@ -124,11 +127,12 @@ func (a *Agent) runAssignments(ctx context.Context) {
 			continue
 		}
 		since, networkSum = got.Index, got.NetworkSum
+		tasks, network = got.ApplyTo(tasks, network)
 		if a.cfg.Network != nil {
 			// Links, peers, names and VIPs first: tasks about to start need them.
-			a.cfg.Network.Update(got.Tasks, got.Network)
+			a.cfg.Network.Update(tasks, network)
 		}
-		worker.Reconcile(ctx, got.Tasks)
+		worker.Reconcile(ctx, tasks)
 	}
 }
 

@@ -1,6 +1,10 @@
 package api
 
-import "time"
+import (
+	"slices"
+	"strings"
+	"time"
+)
 
 // ServiceMode is how a service decides its number of tasks.
 type ServiceMode string
@@ -171,15 +175,52 @@ type TaskFilter struct {
 }
 
 // Assignments is what the dispatcher hands a node: every task the node should
-// know about, with its desired state.
+// know about, with its desired state, and the state of its networks. The
+// first answer is the complete set; later ones, asked with the Index and
+// NetworkSum of the last, carry only what changed. ApplyTo merges them.
 type Assignments struct {
 	// Index is the store index they were read at; pass it back to wait for a change.
-	Index uint64  `json:"index"`
+	Index uint64 `json:"index"`
+	// Tasks is the node's complete task set, or with Changes only the tasks
+	// that changed since the index asked for.
 	Tasks []*Task `json:"tasks"`
-	// Network is the state of the networks these tasks join.
+	// Changes says Tasks and Removed are changes to the set the node holds.
+	Changes bool `json:"changes,omitempty"`
+	// Removed lists the IDs of tasks gone from the node since that index.
+	Removed []string `json:"removed,omitempty"`
+	// Network is the state of the networks these tasks join, unless NetworkSame.
 	Network NetworkState `json:"network"`
-	// NetworkSum identifies Network; pass it back so a change to it ends the wait.
+	// NetworkSame says the network state is still the one the node asked with.
+	NetworkSame bool `json:"network_same,omitempty"`
+	// NetworkSum identifies the network state; pass it back so a change to it ends the wait.
 	NetworkSum string `json:"network_sum"`
+}
+
+// ApplyTo returns the node's tasks (by ID) and network state once a is
+// applied to the ones it held.
+func (a Assignments) ApplyTo(tasks []*Task, network NetworkState) ([]*Task, NetworkState) {
+	if !a.NetworkSame {
+		network = a.Network
+	}
+	if !a.Changes {
+		return a.Tasks, network
+	}
+	byID := make(map[string]*Task, len(tasks)+len(a.Tasks))
+	for _, t := range tasks {
+		byID[t.ID] = t
+	}
+	for _, id := range a.Removed {
+		delete(byID, id)
+	}
+	for _, t := range a.Tasks {
+		byID[t.ID] = t
+	}
+	out := make([]*Task, 0, len(byID))
+	for _, t := range byID {
+		out = append(out, t)
+	}
+	slices.SortFunc(out, func(x, y *Task) int { return strings.Compare(x.ID, y.ID) })
+	return out, network
 }
 
 // TaskStatusUpdate is one observed change of a task on a node.

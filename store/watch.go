@@ -71,6 +71,20 @@ func (s *Store) ViewAndWatch(fn func(tx ReadTx)) (<-chan Event, func()) {
 	return ch, cancel
 }
 
+// ViewAndWatchIndex is ViewAndWatch that also hands fn the index of the
+// last change set in its snapshot, for a watcher that stamps what it
+// derives with store indexes.
+func (s *Store) ViewAndWatchIndex(fn func(tx ReadTx, index uint64)) (<-chan Event, func()) {
+	s.mu.Lock()
+	tx, index := s.readTx(), s.index
+	s.watchMu.Lock()
+	ch, cancel := s.subscribeLocked()
+	s.watchMu.Unlock()
+	s.mu.Unlock()
+	fn(tx, index)
+	return ch, cancel
+}
+
 func (s *Store) subscribeLocked() (<-chan Event, func()) {
 	sub := &subscriber{ch: make(chan Event, s.watchBuffer)}
 	s.subs[sub] = struct{}{}

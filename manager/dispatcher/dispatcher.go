@@ -61,6 +61,8 @@ type Dispatcher struct {
 	active atomic.Bool
 
 	statusQueue chan statusBatch
+	// hub is this term's view of every node's assignments, nil while not leading.
+	hub atomic.Pointer[hub]
 	// period and grace are the cluster's settings as the last check read them.
 	period, grace atomic.Int64
 
@@ -220,6 +222,9 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	d.lastSeen = map[string]time.Time{}
 	d.mu.Unlock()
 	start := now
+	h := newHub()
+	d.hub.Store(h)
+	go h.run(ctx, d.cfg.Store)
 	d.active.Store(true)
 	defer d.active.Store(false)
 	go d.runStatusWriter(ctx)

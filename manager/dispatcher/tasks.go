@@ -2,12 +2,7 @@ package dispatcher
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"net/netip"
 	"time"
 
 	"github.com/shoal-dev/shoal/api"
@@ -18,158 +13,55 @@ import (
 // 30 s answer timeout.
 const assignmentWait = 15 * time.Second
 
+// catchUpWait bounds how long an answer waits for the hub to reach the
+// store index of the call's start (a change set that failed moves the
+// index without an event).
+const catchUpWait = 500 * time.Millisecond
+
 // Assignments returns nodeID's tasks and network state once one of its
-// tasks is newer than since or the network state differs from networkSum,
-// or after assignmentWait with whatever is there.
+// tasks changed after since or the network state differs from networkSum,
+// or after assignmentWait with whatever is there. since 0, or one older
+// than this leader's hub, gets the complete set; otherwise the answer holds
+// only the changes (api.Assignments.ApplyTo).
 func (d *Dispatcher) Assignments(ctx context.Context, nodeID string, since uint64, networkSum string) (api.Assignments, error) {
-	if !d.active.Load() {
+	h := d.hub.Load()
+	if !d.active.Load() || h == nil {
 		return api.Assignments{}, ErrNotReady
 	}
-	read := func(tx store.ReadTx) (api.Assignments, bool) {
-		out := api.Assignments{Index: d.cfg.Store.Index(), Tasks: tx.TasksOnNode(nodeID)}
-		out.Network = networkState(tx, nodeID, out.Tasks)
-		out.NetworkSum = sum(out.Network)
-		changed := since == 0 || out.NetworkSum != networkSum
-		for _, t := range out.Tasks {
-			if t.Meta.Version > since {
-				changed = true
-			}
-		}
-		return out, changed
-	}
-	var out api.Assignments
-	var changed bool
-	events, cancel := d.cfg.Store.ViewAndWatch(func(tx store.ReadTx) { out, changed = read(tx) })
-	defer cancel()
-	if changed {
-		return out, nil
-	}
+	// Answer no older than the store as the call found it.
+	target := d.cfg.Store.Index()
+	catchUp := time.NewTimer(catchUpWait)
+	defer catchUp.Stop()
 	timeout := time.NewTimer(assignmentWait)
 	defer timeout.Stop()
+	caughtUp := false
 	for {
+		h.mu.Lock()
+		ready := h.tasks != nil
+		caughtUp = caughtUp || (ready && h.index >= target)
+		var out api.Assignments
+		var changed bool
+		if caughtUp {
+			out, changed = h.answer(nodeID, since, networkSum)
+		}
+		wait := h.changed
+		h.mu.Unlock()
+		if changed {
+			return out, nil
+		}
 		select {
 		case <-ctx.Done():
 			return out, ctx.Err()
 		case <-timeout.C:
-			d.cfg.Store.View(func(tx store.ReadTx) { out, _ = read(tx) })
+			if !caughtUp {
+				return api.Assignments{}, ErrNotReady
+			}
 			return out, nil
-		case _, ok := <-events:
-			if !ok {
-				return out, errors.New("dispatcher: store watch closed")
-			}
-			d.cfg.Store.View(func(tx store.ReadTx) { out, changed = read(tx) })
-			if changed {
-				return out, nil
-			}
+		case <-catchUp.C:
+			caughtUp = ready
+		case <-wait:
 		}
 	}
-}
-
-// live reports whether a task holds its addresses: wanted running and not finished.
-func live(t *api.Task) bool {
-	return t.DesiredState == api.TaskRunning && !t.Status.State.Terminal() && t.NodeID != ""
-}
-
-// networkState gathers what node nodeID needs for the networks its tasks
-// join and, once it has an ingress address, for the routing mesh: the
-// ingress network, every node's ingress address as a peer and the
-// published ports with their backends.
-func networkState(tx store.ReadTx, nodeID string, local []*api.Task) api.NetworkState {
-	var st api.NetworkState
-	joined := map[string]bool{}
-	for _, t := range local {
-		if !live(t) {
-			continue
-		}
-		for _, a := range t.Networks {
-			joined[a.NetworkID] = true
-		}
-	}
-	var ingress *api.Network
-	for _, n := range tx.Networks() {
-		if n.Spec.Ingress && (ingress == nil || n.ID < ingress.ID) {
-			ingress = n
-		}
-	}
-	if self := tx.Node(nodeID); self != nil && self.IngressAddr != "" && ingress != nil {
-		joined[ingress.ID] = true
-		st.IngressAddr = self.IngressAddr
-	}
-	if len(joined) == 0 {
-		return st
-	}
-	for _, n := range tx.Networks() {
-		if joined[n.ID] {
-			st.Networks = append(st.Networks, n)
-		}
-	}
-	mesh := ingress != nil && st.IngressAddr != ""
-	nodeAddr := map[string]string{}
-	for _, n := range tx.Nodes() {
-		nodeAddr[n.ID] = n.Status.Addr
-		if mesh && n.IngressAddr != "" {
-			p, err := netip.ParsePrefix(n.IngressAddr)
-			if err != nil {
-				continue
-			}
-			st.Peers = append(st.Peers, api.NetworkPeer{
-				NetworkAttachment: api.NetworkAttachment{NetworkID: ingress.ID, Addr: n.IngressAddr, MAC: api.MACFromIP(p.Addr())},
-				NodeID:            n.ID, NodeAddr: n.Status.Addr,
-			})
-		}
-	}
-	backends := map[string][]api.NetworkAttachment{}
-	for _, t := range tx.Tasks() {
-		if !live(t) {
-			continue
-		}
-		for _, a := range t.Networks {
-			if !joined[a.NetworkID] {
-				continue
-			}
-			st.Peers = append(st.Peers, api.NetworkPeer{NetworkAttachment: a, TaskID: t.ID, NodeAddr: nodeAddr[t.NodeID]})
-			if t.Status.State == api.TaskRunning {
-				backends[t.ServiceID] = append(backends[t.ServiceID], a)
-			}
-		}
-	}
-	if mesh {
-		for _, svc := range tx.Services() {
-			var addrs []string
-			for _, a := range backends[svc.ID] {
-				if a.NetworkID == ingress.ID {
-					addrs = append(addrs, a.Addr)
-				}
-			}
-			for _, p := range svc.Spec.Endpoint.Ports {
-				st.Published = append(st.Published, api.PublishedPort{PortConfig: p, Backends: addrs})
-			}
-		}
-	}
-	for _, svc := range tx.Services() {
-		on := false
-		for _, id := range svc.Spec.Networks {
-			on = on || joined[id]
-		}
-		if !on {
-			continue
-		}
-		mode := svc.Spec.Endpoint.Mode
-		if mode == "" {
-			mode = api.EndpointVIP
-		}
-		st.Services = append(st.Services, api.ServiceNetwork{
-			Name: svc.Spec.Name, Mode: mode, VIPs: svc.Endpoint.VIPs, Backends: backends[svc.ID],
-		})
-	}
-	return st
-}
-
-// sum identifies a network state; the store's ordered reads make it stable.
-func sum(st api.NetworkState) string {
-	b, _ := json.Marshal(st)
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:8])
 }
 
 // statusBatch is the updates that go into one raft write.

@@ -135,11 +135,11 @@ func TestAssignments(t *testing.T) {
 		if r.err != nil {
 			t.Fatalf("Assignments: %v", r.err)
 		}
-		ids := []string{}
-		for _, task := range r.a.Tasks {
-			ids = append(ids, task.ID)
+		if !r.a.Changes || len(r.a.Tasks) != 1 || r.a.Tasks[0].ID != "t4" || !r.a.NetworkSame {
+			t.Errorf("got %+v, want the change alone: t4, network the same", r.a)
 		}
-		if len(ids) != 2 || ids[0] != "t1" || ids[1] != "t4" {
+		tasks, _ := r.a.ApplyTo(got.Tasks, got.Network)
+		if ids := taskIDs(tasks); !reflect.DeepEqual(ids, []string{"t1", "t4"}) {
 			t.Errorf("got tasks %v, want [t1 t4]", ids)
 		}
 	case <-time.After(10 * time.Second): // guards against a hang; the answer is due on the write
@@ -208,5 +208,82 @@ func TestAssignmentsIngress(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got.Network, api.NetworkState{}) {
 		t.Errorf("n3: got %+v, want an empty network state", got.Network)
+	}
+}
+
+func taskIDs(tasks []*api.Task) []string {
+	ids := []string{}
+	for _, task := range tasks {
+		ids = append(ids, task.ID)
+	}
+	return ids
+}
+
+// A node that holds the answer at one index gets, from that index, exactly
+// what changed, and ApplyTo gives it the same set as a complete read.
+func TestAssignmentsChanges(t *testing.T) {
+	f := newFixture(t)
+	f.run()
+	f.putTask("t1", "n1", api.TaskAssigned)
+	f.putTask("t2", "n1", api.TaskAssigned)
+	ask := func(since uint64, sum string) api.Assignments {
+		t.Helper()
+		a, err := f.d.Assignments(context.Background(), "n1", since, sum)
+		if err != nil {
+			t.Fatalf("Assignments: %v", err)
+		}
+		return a
+	}
+	first := ask(0, "")
+	if first.Changes || !reflect.DeepEqual(taskIDs(first.Tasks), []string{"t1", "t2"}) {
+		t.Fatalf("first answer: got %+v, want the complete set [t1 t2]", first)
+	}
+	held, net := first.Tasks, first.Network
+	update := func(id string, change func(*api.Task)) {
+		t.Helper()
+		if err := f.store.Update(context.Background(), func(tx *store.Tx) error {
+			task := tx.Task(id)
+			change(task)
+			return tx.PutTask(task)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps := []struct {
+		name        string
+		write       func()
+		wantTasks   []string // in the answer
+		wantRemoved []string
+		wantHeld    []string // after ApplyTo
+	}{
+		{"status change", func() { update("t1", func(task *api.Task) { task.Status.State = api.TaskRunning }) }, []string{"t1"}, nil, []string{"t1", "t2"}},
+		{"task removed", func() {
+			if err := f.store.Update(context.Background(), func(tx *store.Tx) error { return tx.DeleteTask("t2") }); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{}, []string{"t2"}, []string{"t1"}},
+		{"task added", func() { f.putTask("t3", "n1", api.TaskAssigned) }, []string{"t3"}, nil, []string{"t1", "t3"}},
+		{"task moved to another node", func() { update("t3", func(task *api.Task) { task.NodeID = "n2" }) }, []string{}, []string{"t3"}, []string{"t1"}},
+	}
+	index, sum := first.Index, first.NetworkSum
+	for _, st := range steps {
+		st.write()
+		a := ask(index, sum)
+		if !a.Changes || !reflect.DeepEqual(taskIDs(a.Tasks), st.wantTasks) || !reflect.DeepEqual(a.Removed, st.wantRemoved) {
+			t.Errorf("%s: got changes %v tasks %v removed %v, want tasks %v removed %v", st.name, a.Changes, taskIDs(a.Tasks), a.Removed, st.wantTasks, st.wantRemoved)
+		}
+		held, net = a.ApplyTo(held, net)
+		if got := taskIDs(held); !reflect.DeepEqual(got, st.wantHeld) {
+			t.Errorf("%s: holds %v after ApplyTo, want %v", st.name, got, st.wantHeld)
+		}
+		full := ask(0, "")
+		if !reflect.DeepEqual(taskIDs(full.Tasks), st.wantHeld) || !reflect.DeepEqual(full.Network, net) {
+			t.Errorf("%s: a complete read holds %v, the changes %v", st.name, taskIDs(full.Tasks), st.wantHeld)
+		}
+		index, sum = a.Index, a.NetworkSum
+	}
+	// An index from before this leader's hub gets the complete set.
+	if a := ask(1, sum); a.Changes || !reflect.DeepEqual(taskIDs(a.Tasks), []string{"t1"}) {
+		t.Errorf("old index: got changes %v tasks %v, want the complete set [t1]", a.Changes, taskIDs(a.Tasks))
 	}
 }
