@@ -23,6 +23,75 @@ type Service struct {
 	PreviousSpec *ServiceSpec `json:"previous_spec,omitempty"`
 	// Endpoint is what the allocator gave the service: its virtual IPs.
 	Endpoint EndpointStatus `json:"endpoint,omitzero"`
+	// UpdateStatus is where the last rolling update (or rollback) is; nil
+	// until the orchestrator starts one.
+	UpdateStatus *UpdateStatus `json:"update_status,omitempty"`
+}
+
+// UpdateState is the state of a rolling update, Swarm's names.
+type UpdateState string
+
+const (
+	UpdateUpdating          UpdateState = "updating"
+	UpdatePaused            UpdateState = "paused"
+	UpdateCompleted         UpdateState = "completed"
+	UpdateRollbackStarted   UpdateState = "rollback_started"
+	UpdateRollbackPaused    UpdateState = "rollback_paused"
+	UpdateRollbackCompleted UpdateState = "rollback_completed"
+)
+
+// RollingBack reports whether s is a rollback's state.
+func (s UpdateState) RollingBack() bool {
+	return s == UpdateRollbackStarted || s == UpdateRollbackPaused || s == UpdateRollbackCompleted
+}
+
+// UpdateStatus is kept in the store, so a new leader resumes an update where
+// it was: progress itself is derived from the tasks' specs.
+type UpdateStatus struct {
+	State       UpdateState `json:"state"`
+	Message     string      `json:"message,omitempty"`
+	StartedAt   time.Time   `json:"started_at,omitzero"`
+	CompletedAt time.Time   `json:"completed_at,omitzero"`
+}
+
+// UpdateOrder says whether a slot's old task stops before its new one starts.
+type UpdateOrder string
+
+const (
+	OrderStopFirst  UpdateOrder = "stop-first"
+	OrderStartFirst UpdateOrder = "start-first"
+)
+
+// FailureAction is what an update does when too many new tasks fail.
+type FailureAction string
+
+const (
+	ActionPause    FailureAction = "pause"
+	ActionContinue FailureAction = "continue"
+	ActionRollback FailureAction = "rollback"
+)
+
+// UpdateConfig is how tasks are replaced when the spec changes (or rolled
+// back), as Swarm's: the API fills Swarm's defaults for a nil config.
+type UpdateConfig struct {
+	// Parallelism is how many slots are replaced at once; 0 means all.
+	Parallelism uint64 `json:"parallelism"`
+	// Delay is the wait after a slot's new task is ready before that
+	// worker takes the next slot.
+	Delay         time.Duration `json:"delay,omitempty"`
+	FailureAction FailureAction `json:"failure_action"`
+	// Monitor is how long after the last new task is ready failures still
+	// count against the update.
+	Monitor time.Duration `json:"monitor"`
+	// MaxFailureRatio is the fraction of slots whose new tasks may fail
+	// before FailureAction applies (0: any failure).
+	MaxFailureRatio float64     `json:"max_failure_ratio,omitempty"`
+	Order           UpdateOrder `json:"order"`
+}
+
+// DefaultUpdateConfig is Swarm's default for updates and rollbacks.
+func DefaultUpdateConfig() UpdateConfig {
+	return UpdateConfig{Parallelism: 1, FailureAction: ActionPause, Monitor: 5 * time.Second, Order: OrderStopFirst}
 }
 
 // ServiceSpec is what a user asks for.
@@ -37,6 +106,10 @@ type ServiceSpec struct {
 	Networks []string `json:"networks,omitempty"`
 	// Endpoint is how the service is reached: vip or dnsrr, published ports.
 	Endpoint EndpointSpec `json:"endpoint,omitzero"`
+	// Update and Rollback say how tasks are replaced; nil means Swarm's
+	// defaults (DefaultUpdateConfig).
+	Update   *UpdateConfig `json:"update_config,omitempty"`
+	Rollback *UpdateConfig `json:"rollback_config,omitempty"`
 }
 
 // TaskSpec is the template every task of a service runs.
@@ -51,6 +124,9 @@ type TaskSpec struct {
 	Restart         RestartPolicy `json:"restart"`
 	Placement       Placement     `json:"placement"`
 	StopGracePeriod time.Duration `json:"stop_grace_period,omitempty"`
+	// ForceUpdate is bumped by service update --force: a changed spec that
+	// replaces every task, rolling.
+	ForceUpdate uint64 `json:"force_update,omitempty"`
 }
 
 // Resources are what a task reserves (for scheduling) and may use at most (enforced).
@@ -157,6 +233,9 @@ type ServiceUpdate struct {
 	Version  uint64       `json:"version,omitempty"`
 	Replicas *uint64      `json:"replicas,omitempty"`
 	Spec     *ServiceSpec `json:"spec,omitempty"`
+	// Rollback swaps the spec with PreviousSpec and rolls the tasks back
+	// under the rollback config; it takes no Spec or Replicas.
+	Rollback bool `json:"rollback,omitempty"`
 }
 
 // ServiceView is a service as the API shows it, with its replica counts.

@@ -76,7 +76,49 @@ func (s *Server) validateSpec(spec *api.ServiceSpec) error {
 			return badRequest("constraint %q: %v", c, err)
 		}
 	}
+	for _, c := range []struct {
+		name string
+		cfg  **api.UpdateConfig
+	}{{"update", &spec.Update}, {"rollback", &spec.Rollback}} {
+		if *c.cfg == nil {
+			d := api.DefaultUpdateConfig()
+			*c.cfg = &d
+		}
+		if err := validateUpdateConfig(c.name, *c.cfg); err != nil {
+			return err
+		}
+	}
 	return validateEndpoint(spec)
+}
+
+// validateUpdateConfig checks an update or rollback config, filling Swarm's
+// defaults for an empty order or failure action.
+func validateUpdateConfig(name string, c *api.UpdateConfig) error {
+	switch c.Order {
+	case "":
+		c.Order = api.OrderStopFirst
+	case api.OrderStopFirst, api.OrderStartFirst:
+	default:
+		return badRequest("%s order %q: want stop-first or start-first", name, c.Order)
+	}
+	switch c.FailureAction {
+	case "":
+		c.FailureAction = api.ActionPause
+	case api.ActionPause, api.ActionContinue:
+	case api.ActionRollback:
+		if name == "rollback" {
+			return badRequest("rollback failure action %q: want pause or continue", c.FailureAction)
+		}
+	default:
+		return badRequest("%s failure action %q: want pause, continue or rollback", name, c.FailureAction)
+	}
+	if c.Delay < 0 || c.Monitor < 0 {
+		return badRequest("%s delay and monitor must not be negative", name)
+	}
+	if c.MaxFailureRatio < 0 || c.MaxFailureRatio > 1 || c.MaxFailureRatio != c.MaxFailureRatio {
+		return badRequest("%s max failure ratio %v: want a fraction from 0 to 1", name, c.MaxFailureRatio)
+	}
+	return nil
 }
 
 func (s *Server) serviceView(tx store.ReadTx, svc *api.Service) api.ServiceView {
@@ -180,6 +222,10 @@ func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &u, false) {
 		return
 	}
+	if u.Rollback && (u.Spec != nil || u.Replicas != nil) {
+		writeError(w, http.StatusBadRequest, "rollback takes no spec or replicas")
+		return
+	}
 	if u.Spec != nil {
 		if err := s.validateSpec(u.Spec); err != nil {
 			writeStoreError(w, "update service", err)
@@ -197,6 +243,15 @@ func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
 		id = svc.ID
 		if u.Version != 0 && u.Version != svc.Meta.Version {
 			return fmt.Errorf("service %s changed since version %d (now %d): read it again: %w", svc.Spec.Name, u.Version, svc.Meta.Version, store.ErrConflict)
+		}
+		if u.Rollback {
+			if svc.PreviousSpec == nil {
+				return badRequest("service %s has no previous spec to roll back to", svc.Spec.Name)
+			}
+			cur := svc.Spec
+			svc.Spec, svc.PreviousSpec = *svc.PreviousSpec, &cur
+			svc.UpdateStatus = &api.UpdateStatus{State: api.UpdateRollbackStarted, Message: "manually requested rollback", StartedAt: s.cfg.Clock.Now()}
+			return tx.PutService(svc)
 		}
 		next := svc.Spec
 		if u.Spec != nil {
@@ -223,6 +278,9 @@ func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
 		prev := svc.Spec
 		svc.PreviousSpec = &prev
 		svc.Spec = next
+		// As Swarm: the orchestrator starts a new update (or none when no
+		// task is outdated); a paused one resumes with its count reset.
+		svc.UpdateStatus = nil
 		return tx.PutService(svc)
 	})
 	if err != nil {

@@ -142,6 +142,11 @@ func (o *Orchestrator) write(ctx context.Context, serviceID string) (time.Time, 
 			name = svc.Spec.Name
 		}
 		p = Reconcile(o.clk.Now(), svc, tx.TasksOfService(serviceID), tx.Nodes())
+		if p.Service != nil {
+			if err := tx.PutService(p.Service); err != nil {
+				return fmt.Errorf("update status: %w", err)
+			}
+		}
 		for _, t := range p.Create {
 			if err := tx.PutTask(t); err != nil {
 				return fmt.Errorf("create task %s: %w", t.ID, err)
@@ -163,6 +168,9 @@ func (o *Orchestrator) write(ctx context.Context, serviceID string) (time.Time, 
 		return time.Time{}, fmt.Errorf("service %s: %w", serviceID, err)
 	}
 	o.m.created.Add(float64(len(p.Create)))
+	if s := p.Service; s != nil {
+		o.log.Info("rolling update", "service", serviceID, "name", name, "state", s.UpdateStatus.State, "message", s.UpdateStatus.Message)
+	}
 	if !p.Empty() {
 		o.log.Info("reconciled service", "service", serviceID, "name", name, "deleted_service", name == "",
 			"created", len(p.Create), "updated", len(p.Update), "deleted", len(p.Delete))

@@ -258,3 +258,89 @@ func TestRunGlobalNodeJoins(t *testing.T) {
 	})
 	h.eventually(t, "n2's task shut down", 0, onNodes("n1", "n3"))
 }
+
+// TestRunRollingUpdateNewLeader drives a rolling update (parallelism 1) on
+// the real store, stops the orchestrator half-way and lets a second one (a
+// new leader) finish it from what the store holds.
+func TestRunRollingUpdateNewLeader(t *testing.T) {
+	clk := clock.NewFake(t0)
+	logger := slog.New(slog.DiscardHandler)
+	h := &harness{st: store.New(clk, logger), clk: clk, reg: prometheus.NewRegistry()}
+	h.update(t, func(tx *store.Tx) error { return tx.PutNode(node("n1", api.NodeStateReady, api.AvailabilityActive)) })
+	run := func() (stop func()) {
+		o := New(Config{Store: h.st, Clock: clk, Logger: logger})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); o.Run(ctx) }()
+		return func() { cancel(); <-done }
+	}
+	stop := run()
+	defer func() { stop() }()
+
+	svc := service(api.ModeReplicated, 3)
+	svc.Meta = api.Meta{}
+	svc.Spec.Update = &api.UpdateConfig{Parallelism: 1, Monitor: 5 * time.Second, FailureAction: api.ActionPause, Order: api.OrderStopFirst}
+	h.update(t, func(tx *store.Tx) error { return tx.PutService(svc) })
+	// runAll plays the scheduler and the agent: every task that should run
+	// runs; every task told to stop has stopped.
+	runAll := func() {
+		for _, task := range h.tasks(svc.ID) {
+			switch {
+			case task.DesiredState == api.TaskRunning && task.Status.State != api.TaskRunning:
+				h.changeTask(t, task.ID, func(x *api.Task) {
+					x.NodeID = "n1"
+					x.Status = api.TaskStatus{State: api.TaskRunning, Timestamp: clk.Now()}
+				})
+			case task.DesiredState == api.TaskShutdown && !task.Status.State.Terminal():
+				h.changeTask(t, task.ID, func(x *api.Task) { x.Status = api.TaskStatus{State: api.TaskShutdown, Timestamp: clk.Now()} })
+			}
+		}
+	}
+	onImage := func(image string) (running, total int) {
+		for _, task := range h.tasks(svc.ID) {
+			if task.Spec.Image == image && task.DesiredState == api.TaskRunning {
+				total++
+				if task.Status.State == api.TaskRunning {
+					running++
+				}
+			}
+		}
+		return running, total
+	}
+	h.eventually(t, "three tasks", 0, func() bool { _, n := onImage("busybox"); return n == 3 })
+	runAll()
+
+	h.update(t, func(tx *store.Tx) error {
+		s := tx.Service(svc.ID)
+		prev := s.Spec
+		s.PreviousSpec = &prev
+		s.Spec.Task.Image = "busybox:2"
+		return tx.PutService(s)
+	})
+	for want := 1; want <= 3; want++ {
+		h.eventually(t, fmt.Sprintf("%d task(s) of the new spec", want), 0, func() bool {
+			_, n := onImage("busybox:2")
+			return n == want
+		})
+		if _, n := onImage("busybox:2"); n != want {
+			t.Fatalf("tasks of the new spec: got %d, want %d (parallelism 1)", n, want)
+		}
+		runAll()
+		if want == 2 {
+			stop()
+			stop = run() // a new leader
+		}
+	}
+	runAll()
+	var st *api.UpdateStatus
+	h.eventually(t, "the update completed", time.Second, func() bool {
+		h.st.View(func(tx store.ReadTx) { st = tx.Service(svc.ID).UpdateStatus })
+		return st != nil && st.State == api.UpdateCompleted
+	})
+	if r, n := onImage("busybox:2"); r != 3 || n != 3 {
+		t.Errorf("new tasks running: got %d of %d, want 3 of 3", r, n)
+	}
+	if st.CompletedAt.Sub(st.StartedAt) < 5*time.Second {
+		t.Errorf("completed %v after the start, want at least the 5s monitor window", st.CompletedAt.Sub(st.StartedAt))
+	}
+}

@@ -34,12 +34,18 @@ type Plan struct {
 	Update []*api.Task
 	// Delete holds the IDs of tasks to remove.
 	Delete []string
-	// NextWake is when a delayed restart comes due; zero means none.
+	// Service is a changed copy of the service (Meta.Version as read): its
+	// UpdateStatus moved on, or its spec swapped for a rollback.
+	Service *api.Service
+	// NextWake is when a delayed restart comes due, or the rolling update's
+	// next step; zero means none.
 	NextWake time.Time
 }
 
 // Empty reports whether the plan writes nothing (NextWake aside).
-func (p Plan) Empty() bool { return len(p.Create) == 0 && len(p.Update) == 0 && len(p.Delete) == 0 }
+func (p Plan) Empty() bool {
+	return len(p.Create) == 0 && len(p.Update) == 0 && len(p.Delete) == 0 && p.Service == nil
+}
 
 // Reconcile computes what to write for one service given all its tasks and
 // all the nodes. svc nil means the service was deleted: its tasks are shut
@@ -64,8 +70,10 @@ func (p Plan) Empty() bool { return len(p.Create) == 0 && len(p.Update) == 0 && 
 //   - A replicated task occupying a slot on a node that is down, drained or
 //     removed is shut down and replaced in the same slot at once.
 //   - A task whose spec is older than the service's (SpecVersion below
-//     svc.Meta.Version and a different TaskSpec) is shut down and replaced,
-//     all at once.
+//     svc.Meta.Version and a different TaskSpec) is replaced when
+//     PlanUpdate says so (rolling update, see there); a finished one at
+//     once. With start-first order the old task keeps its slot until the
+//     new one is ready (taskReady), then it is shut down.
 //   - A finished task is replaced under its restart policy: any restarts
 //     everything, on-failure everything but complete (as Swarm: a task that
 //     reached failed, rejected, shutdown or orphaned while it should run
@@ -99,6 +107,27 @@ func Reconcile(now time.Time, svc *api.Service, tasks []*api.Task, nodes []*api.
 	}
 	sorted := slices.Clone(tasks)
 	slices.SortFunc(sorted, olderFirst)
+	if svc != nil {
+		up := PlanUpdate(now, svc, tasks)
+		if up.Status != nil {
+			c := *svc
+			c.UpdateStatus = up.Status
+			if up.Rollback {
+				prev := c.Spec
+				c.Spec, c.PreviousSpec = *svc.PreviousSpec, &prev
+			}
+			r.plan.Service = &c
+			if up.Rollback {
+				// The rollback replaces tasks from the next pass on,
+				// against the swapped spec as stored.
+				return r.plan
+			}
+			svc = &c
+			r.svc = svc
+		}
+		r.replace, r.startFirst = up.Replace, up.StartFirst
+		r.wake(up.NextWake)
+	}
 	switch {
 	case svc == nil:
 		r.removed(sorted)
@@ -119,6 +148,8 @@ type reconciler struct {
 	svc           *api.Service
 	specJSON      []byte
 	nodes         map[string]*api.Node
+	replace       map[slotKey]bool // slots the rolling update replaces now
+	startFirst    bool
 	constraints   []scheduler.Constraint
 	constraintsOK bool
 
@@ -223,6 +254,7 @@ func (r *reconciler) removed(tasks []*api.Task) {
 // tasks created (0 or 1).
 func (r *reconciler) fill(tasks []*api.Task, slot uint64, nodeID string, start bool) int {
 	h := r.settle(tasks)
+	key := slotKey{slot: slot, node: nodeID}
 	if !start {
 		return 0
 	}
@@ -240,7 +272,11 @@ func (r *reconciler) fill(tasks []*api.Task, slot uint64, nodeID string, start b
 		if msg := r.nodeProblem(h.NodeID); msg != "" {
 			return replace(msg)
 		}
-		if r.outdated(h) {
+		if r.outdated(h) && r.replace[key] {
+			if r.startFirst {
+				r.create(slot, nodeID)
+				return 1
+			}
 			return replace("")
 		}
 	case finished(h):
@@ -289,8 +325,10 @@ func (r *reconciler) settle(tasks []*api.Task) *api.Task {
 			h = t
 		}
 	}
+	// Start-first: the old task runs on until its replacement is ready.
+	keepOld := r.startFirst && h != nil && occupies(h) && !taskReady(h) && !r.outdated(h)
 	for _, t := range tasks {
-		if t != h && holds(t) {
+		if t != h && holds(t) && !(keepOld && occupies(t) && r.outdated(t)) {
 			r.set(t, api.TaskShutdown, "")
 		}
 	}

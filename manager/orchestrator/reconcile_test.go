@@ -29,6 +29,11 @@ func service(mode api.ServiceMode, replicas uint64, mods ...func(*api.Service)) 
 	return s
 }
 
+// allAtOnce sets update parallelism 0.
+func allAtOnce(s *api.Service) {
+	s.Spec.Update = &api.UpdateConfig{Parallelism: 0, Order: api.OrderStopFirst}
+}
+
 func restart(cond api.RestartCondition, delay time.Duration, maxAttempts uint64) func(*api.Service) {
 	return func(s *api.Service) {
 		s.Spec.Task.Restart = api.RestartPolicy{Condition: cond, Delay: delay, MaxAttempts: maxAttempts}
@@ -288,8 +293,8 @@ func TestReconcileReplicated(t *testing.T) {
 			want:  outcome{Update: []string{"old shutdown"}},
 		},
 		{
-			name: "spec change replaces every task",
-			svc:  service(api.ModeReplicated, 2, func(s *api.Service) { s.Spec.Task.Image = "busybox:2"; s.Meta.Version = 20 }),
+			name: "spec change with parallelism 0 replaces every task",
+			svc:  service(api.ModeReplicated, 2, allAtOnce, func(s *api.Service) { s.Spec.Task.Image = "busybox:2"; s.Meta.Version = 20 }),
 			tasks: []*api.Task{
 				running("a", 1, "n1"),
 				taskAt("b", 2, "", api.TaskRunning, api.TaskPending, time.Second),
@@ -553,8 +558,8 @@ func TestReconcileGlobal(t *testing.T) {
 			want:  outcome{},
 		},
 		{
-			name:  "spec change replaces on each node",
-			svc:   service(api.ModeGlobal, 0, func(s *api.Service) { s.Spec.Task.Image = "busybox:2"; s.Meta.Version = 20 }),
+			name:  "spec change with parallelism 0 replaces on each node",
+			svc:   service(api.ModeGlobal, 0, allAtOnce, func(s *api.Service) { s.Spec.Task.Image = "busybox:2"; s.Meta.Version = 20 }),
 			tasks: []*api.Task{running("a", 0, "n1"), running("b", 0, "n2")},
 			want:  outcome{Create: []string{"node n1", "node n2"}, Update: []string{"a shutdown", "b shutdown"}},
 		},
