@@ -41,6 +41,16 @@ func (s *Service) Clone() *Service {
 		c.PreviousSpec = &p
 	}
 	c.Endpoint.VIPs = cloneSlice(s.Endpoint.VIPs)
+	c.UpdateStatus = clonePtr(s.UpdateStatus)
+	return &c
+}
+
+// clonePtr copies what p points to (a struct with no references).
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	c := *p
 	return &c
 }
 
@@ -50,6 +60,8 @@ func (s ServiceSpec) Clone() ServiceSpec {
 	s.Task = s.Task.Clone()
 	s.Networks = cloneSlice(s.Networks)
 	s.Endpoint.Ports = cloneSlice(s.Endpoint.Ports)
+	s.Update = clonePtr(s.Update)
+	s.Rollback = clonePtr(s.Rollback)
 	return s
 }
 
