@@ -83,6 +83,9 @@ type runner struct {
 	// still queued never start.
 	abort context.CancelFunc
 	last  *api.Task // last assignment passed on; guarded by Worker.mu
+	// started is when this worker reported the task running; guarded by
+	// Worker.mu.
+	started time.Time
 	// state is the state this worker last reported for the task, or the
 	// assigned one before it reported any; guarded by Worker.mu.
 	state api.TaskState
@@ -190,13 +193,21 @@ func (w *Worker) reap(ctx context.Context, assigned map[string]bool) {
 
 // send reports a state change of t and returns the time it carries.
 func (w *Worker) send(t *api.Task, state api.TaskState, msg string, mutate func(*api.TaskStatus)) time.Time {
-	st := api.TaskStatus{State: state, Timestamp: w.clock.Now(), Message: msg, ContainerID: t.ID}
+	st := api.TaskStatus{State: state, Timestamp: w.clock.Now(), Message: msg, ContainerID: t.ID, StartedAt: t.Status.StartedAt}
 	if mutate != nil {
 		mutate(&st)
 	}
 	w.mu.Lock()
 	if r, ok := w.runners[t.ID]; ok {
 		r.state = state
+		// Every report after running carries when it started, so the
+		// managers can tell a quick exit from a long run.
+		if state == api.TaskRunning && r.started.IsZero() {
+			r.started = st.Timestamp
+		}
+		if !r.started.IsZero() {
+			st.StartedAt = r.started
+		}
 	}
 	w.mu.Unlock()
 	w.report(api.TaskStatusUpdate{TaskID: t.ID, Status: st})

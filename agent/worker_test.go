@@ -194,6 +194,12 @@ func TestWorkerRunsTaskToExit(t *testing.T) {
 			if last.ExitCode != tt.wantCode || last.Err != tt.wantErr {
 				t.Errorf("final status: got exit code %d err %q, want %d %q", last.ExitCode, last.Err, tt.wantCode, tt.wantErr)
 			}
+			if !last.StartedAt.Equal(epoch) {
+				t.Errorf("final status: got started at %v, want %v (when it reported running)", last.StartedAt, epoch)
+			}
+			if first := h.rec.updates("t1")[0].Status; !first.StartedAt.IsZero() {
+				t.Errorf("accepted status: got started at %v, want zero", first.StartedAt)
+			}
 			waitFor(t, "the runner to end", func() bool { return h.runners() == 0 })
 		})
 	}
@@ -299,7 +305,13 @@ func TestWorkerAdoptsContainer(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newWorkerHarness(t)
 			h.fake.Add(tt.container)
-			h.w.Reconcile(h.ctx, []*api.Task{newTask("t1", api.TaskRunning, tt.stored)})
+			stored := newTask("t1", api.TaskRunning, tt.stored)
+			startedAt := epoch // reported running on adoption
+			if tt.stored == api.TaskRunning {
+				startedAt = epoch.Add(-time.Hour)
+				stored.Status.StartedAt = startedAt
+			}
+			h.w.Reconcile(h.ctx, []*api.Task{stored})
 			waitFor(t, "the worker to wait on t1", func() bool { return slices.Contains(h.fake.Ops(), "wait t1") })
 
 			if tt.exit {
@@ -317,6 +329,9 @@ func TestWorkerAdoptsContainer(t *testing.T) {
 			}
 			if got := h.rec.last("t1").Status.ExitCode; got != tt.wantCode {
 				t.Errorf("exit code: got %d, want %d", got, tt.wantCode)
+			}
+			if got := h.rec.last("t1").Status.StartedAt; !got.Equal(startedAt) {
+				t.Errorf("started at: got %v, want %v", got, startedAt)
 			}
 			if got := h.effects(); len(got) != 0 {
 				t.Errorf("executor calls: got %v, want none (no prepare or start on adoption)", got)

@@ -70,6 +70,10 @@ func (s TaskSpec) Clone() TaskSpec {
 	s.Command = cloneSlice(s.Command)
 	s.Env = cloneSlice(s.Env)
 	s.Placement.Constraints = cloneSlice(s.Placement.Constraints)
+	if s.Restart.Delay != nil {
+		d := *s.Restart.Delay
+		s.Restart.Delay = &d
+	}
 	return s
 }
 

@@ -150,12 +150,28 @@ const (
 	RestartNone      RestartCondition = "none"
 )
 
+// DefaultRestartDelay is Swarm's wait before a finished task is replaced
+// when the restart policy names no delay.
+const DefaultRestartDelay = 5 * time.Second
+
 // RestartPolicy is Swarm's.
 type RestartPolicy struct {
 	Condition RestartCondition `json:"condition"`
-	Delay     time.Duration    `json:"delay,omitempty"`
+	// Delay is the wait before a finished task is replaced; nil means
+	// DefaultRestartDelay, so an explicit 0 (restart at once) differs from
+	// no choice. Repeated quick exits of a slot wait longer (backoff, see
+	// the orchestrator).
+	Delay *time.Duration `json:"delay,omitempty"`
 	// MaxAttempts of 0 means no limit.
 	MaxAttempts uint64 `json:"max_attempts,omitempty"`
+}
+
+// RestartDelay is the policy's delay, or DefaultRestartDelay if it has none.
+func (p RestartPolicy) RestartDelay() time.Duration {
+	if p.Delay == nil {
+		return DefaultRestartDelay
+	}
+	return *p.Delay
 }
 
 // Placement restricts and orders the nodes a task may go to.
@@ -213,6 +229,10 @@ type Task struct {
 	// (and the ingress network when the service publishes ports), given by
 	// the allocator before the task is scheduled.
 	Networks []NetworkAttachment `json:"networks,omitempty"`
+	// QuickExits counts the tasks before this one in its slot that ended,
+	// one after the other, soon after they started (or never started):
+	// the orchestrator waits longer before each further restart.
+	QuickExits uint64 `json:"quick_exits,omitempty"`
 }
 
 // TaskStatus is what managers and the agent observed.
@@ -224,6 +244,10 @@ type TaskStatus struct {
 	Err         string `json:"err,omitempty"`
 	ContainerID string `json:"container_id,omitempty"`
 	ExitCode    int    `json:"exit_code,omitempty"`
+	// StartedAt is when the agent reported the task running, carried in
+	// every later report; zero if it never ran. The orchestrator tells a
+	// quick exit (backoff) from a long run by it.
+	StartedAt time.Time `json:"started_at,omitzero"`
 }
 
 // ServiceUpdate changes a service; nil fields are left alone.

@@ -60,7 +60,7 @@ func (f *createFlags) register(fs *pflag.FlagSet, detach bool) {
 	fs.StringVar(&f.limitMemory, "limit-memory", "", "memory each task may use at most, like 128MiB")
 	fs.StringArrayVar(&f.constraints, "constraint", nil, "placement constraint, like node.labels.zone==a (repeatable)")
 	fs.StringVar(&f.restartCondition, "restart-condition", "", "restart tasks on any exit, on-failure or none (default any)")
-	fs.StringVar(&f.restartDelay, "restart-delay", "", "wait between restarts, like 5s")
+	fs.StringVar(&f.restartDelay, "restart-delay", "", "wait between restarts, like 10s (default 5s; longer after repeated quick exits)")
 	fs.StringVar(&f.restartMaxAttempts, "restart-max-attempts", "", "give up after this many restarts (default no limit)")
 	fs.StringVar(&f.stopGracePeriod, "stop-grace-period", "", "time a task gets to stop before it is killed, like 10s")
 	fs.StringVar(&f.workdir, "workdir", "", "working directory inside the container")
@@ -172,8 +172,12 @@ func (f *createFlags) spec(args []string) (api.ServiceSpec, error) {
 		return spec, fmt.Errorf("--restart-condition %q: want any, on-failure or none", f.restartCondition)
 	}
 	var err error
-	if t.Restart.Delay, err = parseDuration("--restart-delay", f.restartDelay); err != nil {
-		return spec, err
+	if f.restartDelay != "" {
+		d, err := parseDuration("--restart-delay", f.restartDelay)
+		if err != nil {
+			return spec, err
+		}
+		t.Restart.Delay = &d
 	}
 	if f.restartMaxAttempts != "" {
 		if t.Restart.MaxAttempts, err = strconv.ParseUint(f.restartMaxAttempts, 10, 64); err != nil {

@@ -260,7 +260,8 @@ func TestServiceCreateFlags(t *testing.T) {
 		{name: "restart policy", args: []string{"--name", "web", "--restart-condition", "on-failure", "--restart-delay", "1s",
 			"--restart-max-attempts", "3", "nginx"},
 			want: with(func(s *api.ServiceSpec) {
-				s.Task.Restart = api.RestartPolicy{Condition: api.RestartOnFailure, Delay: time.Second, MaxAttempts: 3}
+				d := time.Second
+				s.Task.Restart = api.RestartPolicy{Condition: api.RestartOnFailure, Delay: &d, MaxAttempts: 3}
 			})},
 		{name: "grace, workdir, user", args: []string{"--name", "web", "--stop-grace-period", "1m30s", "--workdir", "/srv", "-u", "1000:1000", "nginx"},
 			want: with(func(s *api.ServiceSpec) {

@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"bytes"
 	"encoding/json"
+	"hash/fnv"
 	"slices"
 	"strings"
 	"time"
@@ -78,8 +79,10 @@ func (p Plan) Empty() bool {
 //     everything, on-failure everything but complete (as Swarm: a task that
 //     reached failed, rejected, shutdown or orphaned while it should run
 //     did not succeed), none nothing. The replacement is created at the
-//     finish time (Status.Timestamp) plus Delay (Plan.NextWake until then), at
-//     once if the task's node is down, drained or removed. MaxAttempts > 0
+//     finish time (Status.Timestamp) plus the delay (Plan.NextWake until
+//     then), at once if the task's node is down, drained or removed. The
+//     delay is the policy's (5 s if unset, as Swarm), backed off when the
+//     slot's tasks keep exiting quickly (RestartDelay). MaxAttempts > 0
 //     stops restarting once the slot has that many tasks of the same spec
 //     beyond the first (replacements after node failures count, as in Swarm).
 //   - A replaced task gets desired state shutdown. A finished task that is
@@ -258,11 +261,12 @@ func (r *reconciler) fill(tasks []*api.Task, slot uint64, nodeID string, start b
 	if !start {
 		return 0
 	}
+	quickExits := uint64(0) // carried to the replacement of a restarted task
 	replace := func(msg string) int {
 		if h != nil {
 			r.set(h, api.TaskShutdown, msg)
 		}
-		r.create(slot, nodeID)
+		r.create(slot, nodeID, quickExits)
 		return 1
 	}
 	switch {
@@ -287,7 +291,8 @@ func (r *reconciler) fill(tasks []*api.Task, slot uint64, nodeID string, start b
 			r.set(h, api.TaskComplete, "")
 			return 0
 		}
-		due := finishedAt(h).Add(h.Spec.Restart.Delay)
+		quickExits = QuickExits(h)
+		due := finishedAt(h).Add(RestartDelay(h, quickExits))
 		if r.nodeProblem(h.NodeID) != "" {
 			due = r.now
 		}
@@ -475,7 +480,7 @@ func (r *reconciler) del(t *api.Task) {
 	}
 }
 
-func (r *reconciler) create(slot uint64, nodeID string) {
+func (r *reconciler) create(slot uint64, nodeID string, quickExits uint64) {
 	spec := r.svc.Spec.Task
 	spec.Command = slices.Clone(spec.Command)
 	spec.Env = slices.Clone(spec.Env)
@@ -490,6 +495,7 @@ func (r *reconciler) create(slot uint64, nodeID string) {
 		SpecVersion:  r.svc.Meta.Version,
 		DesiredState: api.TaskRunning,
 		Status:       api.TaskStatus{State: api.TaskPending, Timestamp: r.now, Message: MsgPending},
+		QuickExits:   quickExits,
 	})
 }
 
@@ -528,6 +534,52 @@ func shouldRestart(t *api.Task, slot []*api.Task) bool {
 		}
 	}
 	return n <= p.MaxAttempts // n-1 restarts so far
+}
+
+// Restart backoff: a slot whose tasks keep exiting soon after they start
+// waits longer before each restart, so a broken image or command costs a
+// few tasks a minute, not one per raft round trip.
+const (
+	// QuickRun is how long a task must have run for its exit not to count
+	// as quick.
+	QuickRun = time.Minute
+	// MaxRestartDelay caps the backoff.
+	MaxRestartDelay = 5 * time.Minute
+	// minBackoffBase is what the backoff doubles when the policy's delay is
+	// shorter (an explicit 0 restarts once at once, then backs off).
+	minBackoffBase = time.Second
+)
+
+// QuickExits is how many tasks of t's slot in a row, t included, ended
+// quickly: t's count plus one if t ran less than QuickRun (or never ran),
+// else 0.
+func QuickExits(t *api.Task) uint64 {
+	started := t.Status.StartedAt
+	if !started.IsZero() && finishedAt(t).Sub(started) >= QuickRun {
+		return 0
+	}
+	return t.QuickExits + 1
+}
+
+// RestartDelay is how long after it finished the task t is replaced, given
+// quickExits (see QuickExits): the policy's delay for the first quick exit
+// and after a long run; from the second in a row on, the delay (at least
+// minBackoffBase) doubled for each further one, plus up to 10 % jitter
+// taken from t's ID (so slots that fail together spread out, and the plan
+// stays a pure function of the state), at most MaxRestartDelay.
+func RestartDelay(t *api.Task, quickExits uint64) time.Duration {
+	base := t.Spec.Restart.RestartDelay()
+	if quickExits <= 1 {
+		return base
+	}
+	d := max(base, minBackoffBase)
+	for i := uint64(1); i < quickExits && d < MaxRestartDelay; i++ {
+		d *= 2
+	}
+	h := fnv.New32a()
+	h.Write([]byte(t.ID))
+	d += d / 100 * time.Duration(h.Sum32()%11)
+	return max(min(d, MaxRestartDelay), base) // a longer delay asked stays
 }
 
 func finishedAt(t *api.Task) time.Time {

@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"testing"
@@ -36,7 +37,7 @@ func allAtOnce(s *api.Service) {
 
 func restart(cond api.RestartCondition, delay time.Duration, maxAttempts uint64) func(*api.Service) {
 	return func(s *api.Service) {
-		s.Spec.Task.Restart = api.RestartPolicy{Condition: cond, Delay: delay, MaxAttempts: maxAttempts}
+		s.Spec.Task.Restart = api.RestartPolicy{Condition: cond, Delay: &delay, MaxAttempts: maxAttempts}
 	}
 }
 
@@ -89,7 +90,7 @@ func withSpec(mod func(*api.TaskSpec), version uint64) func(*api.Task) {
 
 func withTaskRestart(cond api.RestartCondition, delay time.Duration, maxAttempts uint64) func(*api.Task) {
 	return func(t *api.Task) {
-		t.Spec.Restart = api.RestartPolicy{Condition: cond, Delay: delay, MaxAttempts: maxAttempts}
+		t.Spec.Restart = api.RestartPolicy{Condition: cond, Delay: &delay, MaxAttempts: maxAttempts}
 	}
 }
 
@@ -353,18 +354,102 @@ func TestReconcileReplicated(t *testing.T) {
 	})
 }
 
+func TestRestartDelay(t *testing.T) {
+	five, zero, long := 5*time.Second, time.Duration(0), 10*time.Minute
+	tests := []struct {
+		name       string
+		delay      *time.Duration
+		quickExits uint64
+		min, max   time.Duration // the jitter adds up to 10 %
+	}{
+		{"unset, first exit", nil, 1, five, five},
+		{"unset, after a long run", nil, 0, five, five},
+		{"unset, second in a row", nil, 2, 10 * time.Second, 11 * time.Second},
+		{"unset, third", nil, 3, 20 * time.Second, 22 * time.Second},
+		{"unset, sixth", nil, 6, 160 * time.Second, 176 * time.Second},
+		{"unset, seventh capped", nil, 7, MaxRestartDelay, MaxRestartDelay},
+		{"unset, a hundredth capped", nil, 100, MaxRestartDelay, MaxRestartDelay},
+		{"explicit 0, first exit at once", &zero, 1, 0, 0},
+		{"explicit 0, second from 1 s", &zero, 2, 2 * time.Second, 2200 * time.Millisecond},
+		{"explicit 5 s, third", &five, 3, 20 * time.Second, 22 * time.Second},
+		{"longer than the cap stays", &long, 5, long, long},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, id := range []string{"a", "task-2", "zz9"} {
+				task := &api.Task{ID: id, Spec: api.TaskSpec{Restart: api.RestartPolicy{Condition: api.RestartAny, Delay: tt.delay}}}
+				got := RestartDelay(task, tt.quickExits)
+				if got < tt.min || got > tt.max {
+					t.Errorf("task %s: got %v, want %v to %v", id, got, tt.min, tt.max)
+				}
+				if again := RestartDelay(task, tt.quickExits); again != got {
+					t.Errorf("task %s: got %v, then %v: want the same (pure)", id, got, again)
+				}
+			}
+		})
+	}
+}
+
+func TestQuickExits(t *testing.T) {
+	tests := []struct {
+		name    string
+		started time.Duration // before t0; 0: never started
+		prior   uint64
+		want    uint64
+	}{
+		{"never started", 0, 0, 1},
+		{"never started, after two", 0, 2, 3},
+		{"ran 10 s", 10 * time.Second, 4, 5},
+		{"ran a minute", QuickRun, 4, 0},
+		{"ran an hour", time.Hour, 9, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			task := &api.Task{ID: "a", QuickExits: tt.prior, Status: api.TaskStatus{State: api.TaskFailed, Timestamp: t0}}
+			if tt.started > 0 {
+				task.Status.StartedAt = t0.Add(-tt.started)
+			}
+			if got := QuickExits(task); got != tt.want {
+				t.Errorf("got %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+// The replacement of a quick exit carries the count; others start at 0.
+func TestReconcileCarriesQuickExits(t *testing.T) {
+	quick := taskAt("a", 1, "n1", api.TaskRunning, api.TaskFailed, time.Hour, func(t *api.Task) {
+		t.QuickExits = 1
+		t.Status.StartedAt = t0.Add(-time.Hour)
+		t.Status.Timestamp = t0.Add(-time.Hour + time.Second)
+	})
+	long := taskAt("b", 2, "n1", api.TaskRunning, api.TaskFailed, time.Hour, func(t *api.Task) {
+		t.QuickExits = 3
+		t.Status.StartedAt = t0.Add(-time.Hour)
+		t.Status.Timestamp = t0.Add(-time.Minute)
+	})
+	p := Reconcile(t0, service(api.ModeReplicated, 3), []*api.Task{quick, long}, readyNodes())
+	got := map[uint64]uint64{}
+	for _, c := range p.Create {
+		got[c.Slot] = c.QuickExits
+	}
+	if want := map[uint64]uint64{1: 2, 2: 0, 3: 0}; !maps.Equal(got, want) {
+		t.Errorf("quick exits of the new tasks by slot: got %v, want %v", got, want)
+	}
+}
+
 func TestReconcileRestart(t *testing.T) {
 	cases := []reconcileCase{
 		{
 			name:  "any: failed task replaced",
 			svc:   service(api.ModeReplicated, 1),
-			tasks: []*api.Task{taskAt("a", 1, "n1", api.TaskRunning, api.TaskFailed, time.Second)},
+			tasks: []*api.Task{taskAt("a", 1, "n1", api.TaskRunning, api.TaskFailed, 5*time.Second)},
 			want:  outcome{Create: []string{"slot 1"}, Update: []string{"a shutdown"}},
 		},
 		{
 			name:  "any: complete task replaced",
 			svc:   service(api.ModeReplicated, 1),
-			tasks: []*api.Task{taskAt("a", 1, "n1", api.TaskRunning, api.TaskComplete, time.Second)},
+			tasks: []*api.Task{taskAt("a", 1, "n1", api.TaskRunning, api.TaskComplete, 5*time.Second)},
 			want:  outcome{Create: []string{"slot 1"}, Update: []string{"a shutdown"}},
 		},
 		{
@@ -412,6 +497,32 @@ func TestReconcileRestart(t *testing.T) {
 			svc:  service(api.ModeReplicated, 1, restart(api.RestartNone, 0, 0), func(s *api.Service) { s.Spec.Task.Image = "x"; s.Meta.Version = 20 }),
 			tasks: []*api.Task{taskAt("a", 1, "n1", api.TaskComplete, api.TaskComplete, time.Second,
 				withTaskRestart(api.RestartNone, 0, 0))},
+			want: outcome{Create: []string{"slot 1"}, Update: []string{"a shutdown"}},
+		},
+		{
+			name:  "default delay is Swarm's 5 s",
+			svc:   service(api.ModeReplicated, 1),
+			tasks: []*api.Task{taskAt("a", 1, "n1", api.TaskRunning, api.TaskFailed, time.Second)},
+			want:  outcome{Wake: t0.Add(4 * time.Second)},
+		},
+		{
+			name:  "explicit 0 restarts at once",
+			svc:   service(api.ModeReplicated, 1, restart(api.RestartAny, 0, 0)),
+			tasks: []*api.Task{taskAt("a", 1, "n1", api.TaskRunning, api.TaskFailed, 0, withTaskRestart(api.RestartAny, 0, 0))},
+			want:  outcome{Create: []string{"slot 1"}, Update: []string{"a shutdown"}},
+		},
+		{
+			name: "third quick exit in a row: backed off",
+			svc:  service(api.ModeReplicated, 1),
+			tasks: []*api.Task{taskAt("a", 1, "n1", api.TaskRunning, api.TaskFailed, time.Minute, finishedAgo(11*time.Second),
+				func(t *api.Task) { t.QuickExits = 2 })},
+			want: outcome{Wake: t0.Add(RestartDelay(&api.Task{ID: "a"}, 3) - 11*time.Second)},
+		},
+		{
+			name: "a long run resets the backoff",
+			svc:  service(api.ModeReplicated, 1),
+			tasks: []*api.Task{taskAt("a", 1, "n1", api.TaskRunning, api.TaskFailed, time.Hour, finishedAgo(6*time.Second),
+				func(t *api.Task) { t.QuickExits = 7; t.Status.StartedAt = t0.Add(-time.Hour) })},
 			want: outcome{Create: []string{"slot 1"}, Update: []string{"a shutdown"}},
 		},
 		{
@@ -548,7 +659,7 @@ func TestReconcileGlobal(t *testing.T) {
 		{
 			name:  "finished task restarted on its node",
 			svc:   service(api.ModeGlobal, 0),
-			tasks: []*api.Task{taskAt("a", 0, "n1", api.TaskRunning, api.TaskFailed, time.Second), running("b", 0, "n2")},
+			tasks: []*api.Task{taskAt("a", 0, "n1", api.TaskRunning, api.TaskFailed, 5*time.Second), running("b", 0, "n2")},
 			want:  outcome{Create: []string{"node n1"}, Update: []string{"a shutdown"}},
 		},
 		{
