@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,6 +71,34 @@ func TestPacketLoss(t *testing.T) {
 		return out
 	}
 	live := ids(Live(tasks))
+
+	// Every call a node makes to a manager shares one connection.
+	t.Run("connections", func(t *testing.T) {
+		out, err := m.Exec("ss", "-Htn", "state", "established", "( sport = :2377 )")
+		if err != nil {
+			t.Fatalf("ss: %v: %s", err, out)
+		}
+		perPeer := map[string]int{}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 4 {
+				continue
+			}
+			if host, _, err := net.SplitHostPort(f[len(f)-1]); err == nil {
+				perPeer[host]++
+			}
+		}
+		total, most := 0, 0
+		for _, n := range perPeer {
+			total, most = total+n, max(most, n)
+		}
+		report(t, "FIGURE established API connections on the leader: %d from %d nodes, at most %d per node", total, len(perPeer), most)
+		for _, h := range c.Hosts() {
+			if perPeer[h.IP] > 1 {
+				t.Errorf("%s holds %d connections to the leader's API, want 1: %v", h.Name, perPeer[h.IP], perPeer)
+			}
+		}
+	})
 	onW1 := ids(Live(s.onNode(tasks, w1)))
 
 	for _, pct := range []int{30, 10} {
