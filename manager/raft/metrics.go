@@ -12,6 +12,7 @@ import (
 type metrics struct {
 	leaderChanges prometheus.Counter
 	applyDuration prometheus.Histogram
+	sizeSnapshots prometheus.Counter
 	collector     *collector
 	registered    []prometheus.Collector
 	reg           prometheus.Registerer
@@ -28,6 +29,10 @@ func newMetrics(r *Raft) *metrics {
 			Help:    "Time from submitting an entry on the leader to its commit and FSM apply.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
+		sizeSnapshots: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shoal_raft_size_snapshots_total",
+			Help: "Snapshots taken because the log since the last one outgrew it (or 1 MiB), not by entry count.",
+		}),
 		collector: newCollector(r),
 	}
 }
@@ -38,7 +43,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 		return nil
 	}
 	m.reg = reg
-	for _, c := range []prometheus.Collector{m.leaderChanges, m.applyDuration, m.collector} {
+	for _, c := range []prometheus.Collector{m.leaderChanges, m.applyDuration, m.sizeSnapshots, m.collector} {
 		if err := reg.Register(c); err != nil {
 			m.unregister()
 			var are prometheus.AlreadyRegisteredError

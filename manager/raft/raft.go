@@ -12,9 +12,7 @@ import (
 	"time"
 
 	hraft "github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	bolt "go.etcd.io/bbolt"
 )
 
 // Defaults, tuned for a failover under two seconds on a LAN.
@@ -28,7 +26,7 @@ const (
 	// DefaultOpTimeout bounds Apply, Barrier and membership changes whose ctx has no deadline.
 	DefaultOpTimeout = 5 * time.Second
 
-	dbFile         = "raft.db"
+	dbFile         = "raft.db" // the raft-boltdb store of older versions, migrated to wal
 	snapshotRetain = 2
 	logCacheSize   = 512
 )
@@ -67,7 +65,9 @@ type Raft struct {
 	addr     string
 	hasState bool
 	logger   *slog.Logger
-	store    *raftboltdb.BoltStore
+	store    *logStore
+	unlock   func()
+	fsm      *sizeFSM
 	metrics  *metrics
 	leaders  *leaderFeed
 	// leaderWatch follows who leads, seen from this node.
@@ -161,16 +161,15 @@ func Open(cfg Config) (_ *Raft, err error) {
 		}
 	}()
 
-	dbPath := filepath.Join(cfg.DataDir, dbFile)
-	store, err := raftboltdb.New(raftboltdb.Options{
-		Path:        dbPath,
-		BoltOptions: &bolt.Options{Timeout: time.Second}, // fail, not hang, if another process holds it
-	})
-	if errors.Is(err, bolt.ErrTimeout) {
-		return nil, fmt.Errorf("raft: open %s: another process holds it (is shoal already running on this data dir?): %w", dbPath, err)
-	}
+	unlock, err := lockDir(cfg.DataDir)
 	if err != nil {
-		return nil, &StorageError{Op: "open", Path: dbPath, Err: err}
+		return nil, err
+	}
+	cleanup = append(cleanup, unlock)
+	walPath := filepath.Join(cfg.DataDir, walDir)
+	store, err := openLogStore(cfg.DataDir, hlog)
+	if err != nil {
+		return nil, &StorageError{Op: "open", Path: walPath, Err: err}
 	}
 	cleanup = append(cleanup, func() { store.Close() })
 	logs, err := hraft.NewLogCache(logCacheSize, store)
@@ -181,7 +180,7 @@ func Open(cfg Config) (_ *Raft, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft: snapshot store: %w", err)
 	}
-	if err := checkLog(func(uint64) string { return dbPath }, store); err != nil {
+	if err := checkLog(segmentOf(walPath), store); err != nil {
 		return nil, err
 	}
 	if err := checkSnapshot(filepath.Join(cfg.DataDir, "snapshots"), snaps); err != nil {
@@ -204,12 +203,13 @@ func Open(cfg Config) (_ *Raft, err error) {
 	})
 	cleanup = append(cleanup, func() { trans.Close() })
 
-	hr, err := hraft.NewRaft(hc, cfg.FSM, logs, store, snaps, trans)
+	fsm := &sizeFSM{FSM: cfg.FSM}
+	hr, err := hraft.NewRaft(hc, fsm, logs, store, snaps, trans)
 	if err != nil {
 		return nil, storageErr(cfg.DataDir, err)
 	}
 	// From here the raft instance owns the transport; Shutdown closes it.
-	cleanup = append(cleanup[:1], func() { hr.Shutdown().Error() })
+	cleanup = append(cleanup[:2], func() { hr.Shutdown().Error() })
 
 	r := &Raft{
 		raft:     hr,
@@ -218,6 +218,8 @@ func Open(cfg Config) (_ *Raft, err error) {
 		hasState: hasState,
 		logger:   logger,
 		store:    store,
+		unlock:   unlock,
+		fsm:      fsm,
 		leaders:  newLeaderFeed(),
 		stop:     make(chan struct{}),
 	}
@@ -234,9 +236,10 @@ func Open(cfg Config) (_ *Raft, err error) {
 	})
 	hr.RegisterObserver(r.observer)
 
-	r.wg.Add(2)
+	r.wg.Add(3)
 	go r.watchNotify(notify)
 	go r.watchObservations(observations)
+	go r.snapshotBySize(snaps)
 
 	logger.Info("raft started", "id", cfg.NodeID, "addr", r.addr, "existing_state", hasState, "tls", cfg.TLS != nil)
 	return r, nil
@@ -467,8 +470,9 @@ func (r *Raft) Shutdown() error {
 		r.leaders.close()
 		r.metrics.unregister()
 		if err := r.store.Close(); err != nil && r.shutdownErr == nil {
-			r.shutdownErr = fmt.Errorf("raft: close %s: %w", dbFile, err)
+			r.shutdownErr = fmt.Errorf("raft: close %s: %w", walDir, err)
 		}
+		r.unlock()
 		r.logger.Info("raft stopped")
 	})
 	return r.shutdownErr

@@ -304,8 +304,8 @@ func TestRestartSnapshotAndRestore(t *testing.T) {
 	if err != nil || len(snaps) != 1 {
 		t.Fatalf("got snapshots %v (err %v), want 1", snaps, err)
 	}
-	if _, err := os.Stat(filepath.Join(n.cfg.DataDir, "raft.db")); err != nil {
-		t.Fatalf("raft.db: %v", err)
+	if _, err := os.Stat(filepath.Join(n.cfg.DataDir, walDir, "wal-meta.db")); err != nil {
+		t.Fatalf("wal: %v", err)
 	}
 	if fi, err := os.Stat(n.cfg.DataDir); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("got data dir mode %v (err %v), want 0700", fi.Mode().Perm(), err)

@@ -1,15 +1,12 @@
 package raft
 
 import (
-	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // stoppedNode runs a single-node cluster, applies entries and a snapshot,
@@ -39,27 +36,6 @@ func stoppedNode(t *testing.T) (Config, uint64) {
 	return n.cfg, last
 }
 
-// damageEntry overwrites log entry index in the bolt log with bytes no decoder accepts.
-func damageEntry(t *testing.T, path string, index uint64) {
-	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatalf("open %s: %v", path, err)
-	}
-	defer db.Close()
-	key := binary.BigEndian.AppendUint64(nil, index)
-	err = db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte("logs"))
-		if b == nil || b.Get(key) == nil {
-			return errors.New("no such entry")
-		}
-		return b.Put(key, []byte{0xc1, 0xc1, 0xc1})
-	})
-	if err != nil {
-		t.Fatalf("damage entry %d: %v", index, err)
-	}
-}
-
 func TestStorageErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -68,19 +44,13 @@ func TestStorageErrors(t *testing.T) {
 		wantIdx  bool
 	}{
 		{
-			name:     "damaged log entry",
-			damage:   func(t *testing.T, cfg Config, last uint64) { damageEntry(t, filepath.Join(cfg.DataDir, dbFile), last) },
-			wantPath: func(cfg Config) string { return filepath.Join(cfg.DataDir, dbFile) },
-			wantIdx:  true,
-		},
-		{
-			name: "damaged log file",
+			name: "damaged log metadata",
 			damage: func(t *testing.T, cfg Config, _ uint64) {
-				if err := os.WriteFile(filepath.Join(cfg.DataDir, dbFile), []byte(strings.Repeat("x", 8192)), 0o600); err != nil {
+				if err := os.WriteFile(filepath.Join(cfg.DataDir, walDir, "wal-meta.db"), []byte(strings.Repeat("x", 8192)), 0o600); err != nil {
 					t.Fatal(err)
 				}
 			},
-			wantPath: func(cfg Config) string { return filepath.Join(cfg.DataDir, dbFile) },
+			wantPath: func(cfg Config) string { return filepath.Join(cfg.DataDir, walDir) },
 		},
 		{
 			name: "damaged snapshot",
