@@ -278,7 +278,7 @@ func (r *reconciler) fill(tasks []*api.Task, slot uint64, nodeID string, start b
 		}
 		if r.outdated(h) && r.replace[key] {
 			if r.startFirst {
-				r.create(slot, nodeID)
+				r.create(slot, nodeID, 0)
 				return 1
 			}
 			return replace("")
