@@ -217,10 +217,24 @@ func writeServiceIDs(w io.Writer, services []api.ServiceView) error {
 // writeServiceTable writes services as service ls does.
 func writeServiceTable(w io.Writer, services []api.ServiceView) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tMODE\tREPLICAS\tIMAGE")
+	// The UPDATE column only once some service has been updated.
+	withUpdate := slices.ContainsFunc(services, func(s api.ServiceView) bool { return s.UpdateStatus != nil })
+	head := "ID\tNAME\tMODE\tREPLICAS\tIMAGE"
+	if withUpdate {
+		head += "\tUPDATE"
+	}
+	fmt.Fprintln(tw, head)
 	for _, s := range services {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\n",
+		line := fmt.Sprintf("%s\t%s\t%s\t%d/%d\t%s",
 			shortID(s.ID), s.Spec.Name, s.Spec.Mode, s.Running, s.Desired, shortImage(s.Spec.Task.Image))
+		if withUpdate {
+			update := "-"
+			if st := s.UpdateStatus; st != nil {
+				update = string(st.State)
+			}
+			line += "\t" + update
+		}
+		fmt.Fprintln(tw, line)
 	}
 	return tw.Flush()
 }

@@ -26,7 +26,7 @@ const convergePoll = 250 * time.Millisecond
 func (a *app) serviceCmd() *cobra.Command {
 	return groupCmd("service", "Manage the cluster's services",
 		a.serviceCreateCmd(), a.serviceLsCmd(), a.servicePsCmd(), a.serviceInspectCmd(),
-		a.serviceScaleCmd(), a.serviceRmCmd(), a.serviceLogsCmd())
+		a.serviceScaleCmd(), a.serviceRmCmd(), a.serviceLogsCmd(), a.serviceUpdateCmd(), a.serviceRollbackCmd())
 }
 
 // createFlags are the flags of shoal service create, as given. Numbers,
@@ -45,6 +45,8 @@ type createFlags struct {
 	timeout string
 
 	endpoint endpointFlags
+
+	update, rollback rolloutFlags
 }
 
 func (f *createFlags) register(fs *pflag.FlagSet, detach bool) {
@@ -69,6 +71,8 @@ func (f *createFlags) register(fs *pflag.FlagSet, detach bool) {
 		"exit once the service is created instead of waiting for its tasks to run (off by default on a terminal)")
 	fs.StringVar(&f.timeout, "timeout", "2m", "with --detach=false, give up waiting after this long")
 	f.endpoint.register(fs)
+	f.update.register(fs, "update", "updated")
+	f.rollback.register(fs, "rollback", "rolled back")
 }
 
 // spec checks the flags and builds the service spec; args are the image and
@@ -188,6 +192,12 @@ func (f *createFlags) spec(args []string) (api.ServiceSpec, error) {
 		return spec, err
 	}
 	if err := f.endpoint.apply(&spec); err != nil {
+		return spec, err
+	}
+	if spec.Update, err = f.update.apply(nil); err != nil {
+		return spec, err
+	}
+	if spec.Rollback, err = f.rollback.apply(nil); err != nil {
 		return spec, err
 	}
 	return spec, nil

@@ -178,7 +178,11 @@ func PlanUpdate(now time.Time, svc *api.Service, tasks []*api.Task) UpdatePlan {
 		next := *st
 		next.State, next.Message, next.CompletedAt = api.UpdateCompleted, MsgUpdateCompleted, now
 		if rolling {
+			// Keep why it rolled back: the user reads it here.
 			next.State, next.Message = api.UpdateRollbackCompleted, MsgRollbackCompleted
+			if st.Message != "" {
+				next.Message += " (" + st.Message + ")"
+			}
 		}
 		p.Status, p.NextWake = &next, time.Time{}
 		return p
