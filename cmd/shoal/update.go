@@ -587,6 +587,6 @@ func (a *app) followUpdate(ctx context.Context, c *api.Client, svc api.ServiceVi
 // setRestartDelay sets a restart policy's delay (one place to change when
 // the delay's type does).
 func setRestartDelay(p *api.RestartPolicy, d time.Duration) error {
-	p.Delay = d
+	p.Delay = &d
 	return nil
 }

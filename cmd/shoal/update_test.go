@@ -53,7 +53,8 @@ func TestServiceUpdateFlags(t *testing.T) {
 		}},
 		{args: []string{"--restart-condition", "on-failure", "--restart-delay", "5s", "--restart-max-attempts", "3"},
 			mod: func(s *api.ServiceSpec) {
-				s.Task.Restart = api.RestartPolicy{Condition: api.RestartOnFailure, Delay: 5 * time.Second, MaxAttempts: 3}
+				d := 5 * time.Second
+				s.Task.Restart = api.RestartPolicy{Condition: api.RestartOnFailure, Delay: &d, MaxAttempts: 3}
 			}},
 		{args: []string{"--replicas", "5", "--stop-grace-period", "3s"}, mod: func(s *api.ServiceSpec) { s.Replicas = 5; s.Task.StopGracePeriod = 3 * time.Second }},
 		{args: []string{"--command", `sh -c 'echo "hi there"'`}, mod: func(s *api.ServiceSpec) { s.Task.Command = []string{"sh", "-c", `echo "hi there"`} }},
