@@ -243,7 +243,9 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 		writeStoreError(w, "heartbeat", err)
 		return
 	}
-	resp.Managers = s.managerEndpoints()
+	if resp.Managers == nil { // the dispatcher keeps them while it leads
+		resp.Managers = s.managerEndpoints()
+	}
 	resp.LeaderID = s.cfg.NodeID
 	writeJSON(w, http.StatusOK, resp)
 }

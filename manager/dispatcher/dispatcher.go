@@ -183,6 +183,9 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, nodeID, peerAddr string, hb 
 	}
 	resp.Role = node.Spec.Role
 	resp.Availability = node.Spec.Availability
+	if h := d.hub.Load(); h != nil {
+		resp.Managers = h.managerEndpoints()
+	}
 	return resp, nil
 }
 
@@ -266,30 +269,43 @@ func (d *Dispatcher) check(ctx context.Context, start, now time.Time) {
 		state   api.NodeState
 	}
 	var verdicts []verdict
+	// The hub's copy of the nodes, when it has caught up with the store: a
+	// read of every node from the store four times a period costs the
+	// leader more than the beats themselves.
+	var nodes []nodeState
+	ok := false
+	if h := d.hub.Load(); h != nil {
+		nodes, ok = h.nodeStates(d.cfg.Store.Index())
+	}
+	if !ok {
+		d.cfg.Store.View(func(tx store.ReadTx) {
+			for _, n := range tx.Nodes() {
+				nodes = append(nodes, nodeState{n.ID, n.Status.State})
+			}
+		})
+	}
 	d.mu.Lock()
-	d.cfg.Store.View(func(tx store.ReadTx) {
-		for _, n := range tx.Nodes() {
-			if n.Status.State == api.NodeStateDown {
-				continue
-			}
-			seen, ok := d.lastSeen[n.ID]
-			if !ok {
-				seen = start
-			}
-			quiet := now.Sub(seen)
-			switch {
-			// Two missed beats: a node that restarts (and so drops out of
-			// gossip for a moment) is back before it is judged.
-			case quiet > 2*period && d.cfg.Gossip.Dead(n.ID):
-				verdicts = append(verdicts, verdict{n.ID, "gossip reports the node dead and its heartbeats stopped", api.NodeStateDown})
-			case quiet > missedBeats*period+grace:
-				verdicts = append(verdicts, verdict{n.ID, fmt.Sprintf("no heartbeat for %s", quiet.Round(time.Millisecond)), api.NodeStateDown})
-			case quiet > missedBeats*period && n.Status.State == api.NodeStateReady:
-				verdicts = append(verdicts, verdict{n.ID, fmt.Sprintf("no heartbeat for %s but gossip still reaches the node: its tasks stay for %s",
-					quiet.Round(time.Millisecond), grace), api.NodeStateUnknown})
-			}
+	for _, n := range nodes {
+		if n.state == api.NodeStateDown {
+			continue
 		}
-	})
+		seen, ok := d.lastSeen[n.id]
+		if !ok {
+			seen = start
+		}
+		quiet := now.Sub(seen)
+		switch {
+		// Two missed beats: a node that restarts (and so drops out of
+		// gossip for a moment) is back before it is judged.
+		case quiet > 2*period && d.cfg.Gossip.Dead(n.id):
+			verdicts = append(verdicts, verdict{n.id, "gossip reports the node dead and its heartbeats stopped", api.NodeStateDown})
+		case quiet > missedBeats*period+grace:
+			verdicts = append(verdicts, verdict{n.id, fmt.Sprintf("no heartbeat for %s", quiet.Round(time.Millisecond)), api.NodeStateDown})
+		case quiet > missedBeats*period && n.state == api.NodeStateReady:
+			verdicts = append(verdicts, verdict{n.id, fmt.Sprintf("no heartbeat for %s but gossip still reaches the node: its tasks stay for %s",
+				quiet.Round(time.Millisecond), grace), api.NodeStateUnknown})
+		}
+	}
 	d.mu.Unlock()
 	if len(verdicts) == 0 {
 		return

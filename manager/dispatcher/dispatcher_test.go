@@ -471,3 +471,26 @@ func TestRunWithFakeTicker(t *testing.T) {
 		t.Errorf("node down %v after its last heartbeat, want more than %v", quiet, want)
 	}
 }
+
+// Beats carry the managers' endpoints, from the dispatcher's own copy of
+// the nodes rather than a read of every node per beat.
+func TestHeartbeatListsManagers(t *testing.T) {
+	f := newFixture(t)
+	f.run()
+	f.addNode("n1", api.NodeStateReady)
+	mgr := &api.Node{ID: "m1", Spec: api.NodeSpec{Role: api.RoleManager}, Endpoints: api.Endpoints{API: "10.0.0.1:2377", Gossip: "10.0.0.1:7946"}}
+	if err := f.store.Update(context.Background(), func(tx *store.Tx) error { return tx.PutNode(mgr) }); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp := f.beat("n1", hb("a"))
+		if len(resp.Managers) == 1 && resp.Managers[0] == mgr.Endpoints {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("got managers %+v, want [%+v]", resp.Managers, mgr.Endpoints)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -36,6 +36,8 @@ type hub struct {
 	services     map[string]*api.Service
 	perNode      map[string]*nodeTasks
 	net          *netView
+	// managers are the managers' endpoints, handed out with every beat.
+	managers []api.Endpoints
 	// changed is closed, and replaced, whenever the hub moves.
 	changed chan struct{}
 }
@@ -136,6 +138,7 @@ func (h *hub) reset(tx store.ReadTx, index uint64) {
 	}
 	h.index = max(h.index, index)
 	h.net = h.buildNet()
+	h.managers = h.buildManagers()
 	h.wake()
 }
 
@@ -176,8 +179,47 @@ func (h *hub) apply(tx store.ReadTx, batch []store.Event) {
 	h.index = max(h.index, stamp)
 	if netChanged {
 		h.net = h.buildNet()
+		h.managers = h.buildManagers()
 	}
 	h.wake()
+}
+
+func (h *hub) buildManagers() []api.Endpoints {
+	var out []api.Endpoints
+	for _, id := range sortedKeys(h.nodes) {
+		if n := h.nodes[id]; n.Spec.Role == api.RoleManager && n.Endpoints.API != "" {
+			out = append(out, n.Endpoints)
+		}
+	}
+	return out
+}
+
+// nodeState is what check needs of a node.
+type nodeState struct {
+	id    string
+	state api.NodeState
+}
+
+// nodeStates lists every node and its state; ok is false while the hub
+// is behind index.
+func (h *hub) nodeStates(index uint64) (out []nodeState, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.nodes == nil || h.index < index {
+		return nil, false
+	}
+	out = make([]nodeState, 0, len(h.nodes))
+	for id, n := range h.nodes {
+		out = append(out, nodeState{id, n.Status.State})
+	}
+	return out, true
+}
+
+// managerEndpoints is nil until the hub has read the store.
+func (h *hub) managerEndpoints() []api.Endpoints {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.managers
 }
 
 func setOrDelete[T any](m map[string]*T, id string, v *T) {
