@@ -19,6 +19,8 @@ const snapshotFormat = 1
 type snapshotHeader struct {
 	Format int    `json:"format"`
 	Index  uint64 `json:"index"`
+	// LastWrite is the store's lastWrite (absent in older snapshots: Index).
+	LastWrite uint64 `json:"last_write,omitempty"`
 }
 
 type snapshotRecord struct {
@@ -27,8 +29,9 @@ type snapshotRecord struct {
 }
 
 type fsmSnapshot struct {
-	txn   *memdb.Txn
-	index uint64
+	txn       *memdb.Txn
+	index     uint64
+	lastWrite uint64
 }
 
 // Snapshot captures the current state (raft.FSM); the returned value writes
@@ -36,7 +39,7 @@ type fsmSnapshot struct {
 func (s *Store) Snapshot() (raft.FSMSnapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return &fsmSnapshot{txn: s.db.Load().Txn(false), index: s.index}, nil
+	return &fsmSnapshot{txn: s.db.Load().Txn(false), index: s.index, lastWrite: s.lastWrite}, nil
 }
 
 func (f *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
@@ -53,7 +56,7 @@ func (f *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 func (f *fsmSnapshot) write(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
-	if err := enc.Encode(snapshotHeader{Format: snapshotFormat, Index: f.index}); err != nil {
+	if err := enc.Encode(snapshotHeader{Format: snapshotFormat, Index: f.index, LastWrite: f.lastWrite}); err != nil {
 		return err
 	}
 	for _, t := range tables {
@@ -78,27 +81,31 @@ func (f *fsmSnapshot) Release() {}
 // Watchers get an Event with Reset set.
 func (s *Store) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	db, index, err := readSnapshot(rc)
+	db, h, err := readSnapshot(rc)
 	if err != nil {
 		return fmt.Errorf("store: restore: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.db.Store(db)
-	s.setIndexLocked(index)
-	s.log.Info("restored snapshot", "index", index)
-	s.publish(Event{Index: index, Reset: true})
+	s.setIndexLocked(h.Index)
+	s.lastWrite = h.LastWrite
+	if h.LastWrite == 0 {
+		s.lastWrite = h.Index
+	}
+	s.log.Info("restored snapshot", "index", h.Index)
+	s.publish(Event{Index: h.Index, Reset: true})
 	return nil
 }
 
-func readSnapshot(r io.Reader) (*memdb.MemDB, uint64, error) {
+func readSnapshot(r io.Reader) (*memdb.MemDB, snapshotHeader, error) {
 	dec := json.NewDecoder(bufio.NewReader(r))
 	var h snapshotHeader
 	if err := dec.Decode(&h); err != nil {
-		return nil, 0, fmt.Errorf("header: %w: %w", ErrMalformed, err)
+		return nil, snapshotHeader{}, fmt.Errorf("header: %w: %w", ErrMalformed, err)
 	}
 	if h.Format != snapshotFormat {
-		return nil, 0, fmt.Errorf("format %d: %w", h.Format, ErrMalformed)
+		return nil, snapshotHeader{}, fmt.Errorf("format %d: %w", h.Format, ErrMalformed)
 	}
 	db := newDB()
 	txn := db.Txn(true)
@@ -110,16 +117,16 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, uint64, error) {
 			break
 		}
 		if err != nil {
-			return nil, 0, fmt.Errorf("record: %w: %w", ErrMalformed, err)
+			return nil, snapshotHeader{}, fmt.Errorf("record: %w: %w", ErrMalformed, err)
 		}
 		t, ok := tableByKind[rec.Kind]
 		if !ok {
-			return nil, 0, fmt.Errorf("unknown kind %q: %w", rec.Kind, ErrMalformed)
+			return nil, snapshotHeader{}, fmt.Errorf("unknown kind %q: %w", rec.Kind, ErrMalformed)
 		}
 		if err := t.restore(txn, rec.Object); err != nil {
-			return nil, 0, err
+			return nil, snapshotHeader{}, err
 		}
 	}
 	txn.Commit()
-	return db, h.Index, nil
+	return db, h, nil
 }

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/raft"
@@ -36,6 +38,15 @@ type Store struct {
 	index uint64 // last applied log index
 	// indexMoved is closed when index changes; nil until a WaitIndex needs it.
 	indexMoved chan struct{}
+	// lastWrite is the index of the last change set that wrote something;
+	// a change set read before it is a conflict (no write skew). It is in
+	// snapshots, so every manager answers a change set alike.
+	lastWrite uint64
+
+	// updateLock (a one-slot semaphore, so waiting honours ctx) is held by
+	// Update from its read to the apply of its change set, as swarmkit's
+	// update lock: writes on the leader never race each other.
+	updateLock chan struct{}
 
 	proposer atomic.Pointer[proposerBox]
 
@@ -57,6 +68,7 @@ func New(clk clock.Clock, logger *slog.Logger) *Store {
 		log:         logger.With("component", "store"),
 		subs:        make(map[*subscriber]struct{}),
 		watchBuffer: WatchBuffer,
+		updateLock:  make(chan struct{}, 1),
 	}
 	s.db.Store(newDB())
 	return s
@@ -101,11 +113,17 @@ func (s *Store) readTx() *Tx {
 }
 
 // Update runs fn on a snapshot, turns its writes into a change set and
-// proposes it. An error from fn aborts with nothing written; a change set
-// with no writes proposes nothing. When the FSM answers with ErrConflict
-// (someone wrote an object fn read) fn runs again on a fresh snapshot, up to
-// MaxRetries times. Conflicts that fn itself sees (a stale object handed to
-// Put) are fn errors and are not retried.
+// proposes it, holding the update lock from the read to the apply: updates
+// on one manager (the leader: the others forward writes) see each other's
+// results and never conflict. An error from fn aborts with nothing
+// written; a change set with no writes proposes nothing. The change set
+// carries the index it was read at, and the FSM refuses it with ErrConflict
+// if anything was written since (a write from an earlier leader, or one
+// whose propose timed out but applied later); then fn runs again on a fresh
+// snapshot after a short jittered pause, up to MaxRetries times, so callers
+// do not see conflicts they did not cause. Conflicts that fn itself sees (a
+// stale object handed to Put) are fn errors and are not retried. fn must not
+// call Update.
 func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
@@ -119,12 +137,34 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 			return fmt.Errorf("update: gave up after %d retries: %w", MaxRetries, err)
 		}
 		s.log.Debug("update conflict, retrying", "attempt", attempt+1, "err", err)
+		// Real time, not s.clk: a pause, not a schedule.
+		pause := time.Duration(float64(retryBase<<attempt) * (0.5 + rand.Float64()))
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("update: %w", ctx.Err())
+		}
 	}
 }
 
+// retryBase is the first pause before Update runs fn again after an FSM
+// conflict; it doubles with each retry.
+const retryBase = 2 * time.Millisecond
+
 // update makes one attempt; fnFailed says the error came from fn.
 func (s *Store) update(ctx context.Context, fn func(tx *Tx) error) (fnFailed bool, err error) {
+	select {
+	case s.updateLock <- struct{}{}:
+	case <-ctx.Done():
+		return false, fmt.Errorf("update: wait for the update lock: %w", ctx.Err())
+	}
+	defer func() { <-s.updateLock }()
+	s.mu.Lock()
 	tx := &Tx{txn: s.db.Load().Txn(false)}
+	readIndex := s.index
+	s.mu.Unlock()
 	if err := fn(tx); err != nil {
 		return true, err
 	}
@@ -132,6 +172,7 @@ func (s *Store) update(ctx context.Context, fn func(tx *Tx) error) (fnFailed boo
 	if err != nil {
 		return false, fmt.Errorf("update: %w", err)
 	}
+	cs.ReadIndex = readIndex
 	if len(cs.Ops) == 0 {
 		return false, nil
 	}
@@ -182,6 +223,10 @@ func (s *Store) applyLocked(index uint64, data []byte) any {
 		s.log.Error("malformed log entry", "index", index, "err", err)
 		return fmt.Errorf("apply %d: %w: %w", index, ErrMalformed, err)
 	}
+	if cs.ReadIndex != 0 && cs.ReadIndex < s.lastWrite {
+		s.log.Debug("change set rejected", "index", index, "read_index", cs.ReadIndex, "last_write", s.lastWrite)
+		return fmt.Errorf("apply %d: read at %d, written at %d since: %w", index, cs.ReadIndex, s.lastWrite, ErrConflict)
+	}
 	seen := make(map[[2]string]bool, len(cs.Ops))
 	txn := s.db.Load().Txn(true)
 	changes := make([]Change, 0, len(cs.Ops))
@@ -214,6 +259,7 @@ func (s *Store) applyLocked(index uint64, data []byte) any {
 	}
 	txn.Commit()
 	if len(changes) > 0 {
+		s.lastWrite = index
 		s.publish(Event{Index: index, Changes: changes})
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -732,5 +733,90 @@ func TestWatchDropsForSlowSubscriber(t *testing.T) {
 	mustUpdate(t, s, func(tx *Tx) error { return tx.DeleteNode("n0") })
 	if ev := <-slow; ev.Index != 6 || ev.Dropped != 3 {
 		t.Fatalf("slow subscriber: got %+v, want index 6 with 3 dropped", ev)
+	}
+}
+
+// TestNoWriteSkew: fn reads n1 and writes only n2; a write to n1 landing
+// between the read and the proposal makes the FSM refuse the change set
+// (read index before the last write), and fn runs again on the new n1.
+func TestNoWriteSkew(t *testing.T) {
+	s, _ := newStore(t)
+	p := &raftProposer{s: s}
+	s.SetProposer(p)
+	mustUpdate(t, s, func(tx *Tx) error {
+		if err := tx.PutNode(node("n1", "")); err != nil {
+			return err
+		}
+		return tx.PutNode(node("n2", ""))
+	})
+	p.before = func(p *raftProposer) {
+		p.before = nil
+		n := getNode(s, "n1")
+		n.Spec.Availability = api.AvailabilityDrain
+		p.applyLocked(encodeOps(t, putOp(t, KindNode, "n1", n.Meta.Version, n)))
+	}
+	var seen []api.Availability
+	mustUpdate(t, s, func(tx *Tx) error {
+		a := tx.Node("n1").Spec.Availability
+		seen = append(seen, a)
+		n2 := tx.Node("n2")
+		n2.Spec.Labels["n1"] = string(a)
+		return tx.PutNode(n2)
+	})
+	if !slices.Equal(seen, []api.Availability{api.AvailabilityActive, api.AvailabilityDrain}) {
+		t.Fatalf("fn saw n1 as %v, want active then drain", seen)
+	}
+	if got := getNode(s, "n2").Spec.Labels["n1"]; got != string(api.AvailabilityDrain) {
+		t.Fatalf("n2 was written from n1 %q, want drain", got)
+	}
+}
+
+// TestUpdatesSerialize: concurrent updates of different objects through a
+// proposer that applies asynchronously, as raft does, all succeed at once.
+func TestUpdatesSerialize(t *testing.T) {
+	s, _ := newStore(t)
+	p := &raftProposer{s: s}
+	s.SetProposer(funcProposer(func(_ context.Context, data []byte) (any, error) {
+		done := make(chan any)
+		go func() { r, _ := p.Propose(context.Background(), data); done <- r }()
+		return <-done, nil
+	}))
+	const writers, rounds = 8, 25
+	mustUpdate(t, s, func(tx *Tx) error {
+		for i := range writers {
+			if err := tx.PutNode(node(fmt.Sprintf("n%d", i), "")); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	errs := make(chan error, writers*rounds)
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds {
+				errs <- s.Update(context.Background(), func(tx *Tx) error {
+					// Every writer also reads all nodes, as a controller does.
+					_ = tx.Nodes()
+					n := tx.Node(fmt.Sprintf("n%d", i))
+					n.Spec.Labels[fmt.Sprintf("r%d", r)] = "x"
+					return tx.PutNode(n)
+				})
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("update: %v", err)
+		}
+	}
+	for i := range writers {
+		if n := getNode(s, fmt.Sprintf("n%d", i)); len(n.Spec.Labels) != rounds+1 {
+			t.Fatalf("node n%d has %d labels, want %d", i, len(n.Spec.Labels), rounds+1)
+		}
 	}
 }

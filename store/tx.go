@@ -28,7 +28,11 @@ type write struct {
 
 // changeSet is what goes through raft.
 type changeSet struct {
-	Ops []op `json:"ops"`
+	// ReadIndex is the store's applied index when the writer read; the FSM
+	// refuses the change set if something was written after it. 0 (hand-made
+	// change sets) skips the check.
+	ReadIndex uint64 `json:"read_index,omitempty"`
+	Ops       []op   `json:"ops"`
 }
 
 const (

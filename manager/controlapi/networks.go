@@ -12,10 +12,10 @@ import (
 	"github.com/shoal-dev/shoal/store"
 )
 
-// Network calls, and the network and port checks of service specs. Writes
-// that create or remove networks, or point services at them, hold netMu:
-// the store checks versions of the objects written only, so two calls each
-// reading "no network uses 10.0.1.0/24" must not both write.
+// Network calls, and the network and port checks of service specs. The
+// checks ("no network uses 10.0.1.0/24") and the write are one store.Update,
+// which holds the store's update lock from read to apply, so two calls
+// cannot both pass them.
 
 func findNetwork(tx store.ReadTx, ref string) (*api.Network, error) {
 	return one("network", ref, tx.FindNetworks(ref), func(o *api.Network) string { return o.ID })
@@ -54,8 +54,6 @@ func (s *Server) createNetwork(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.netMu.Lock()
-	defer s.netMu.Unlock()
 	var created *api.Network
 	err := s.cfg.Store.Update(r.Context(), func(tx *store.Tx) error {
 		existing := tx.Networks()
@@ -111,8 +109,6 @@ func (s *Server) getNetwork(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) removeNetwork(w http.ResponseWriter, r *http.Request) {
-	s.netMu.Lock()
-	defer s.netMu.Unlock()
 	var removed *api.Network
 	err := s.cfg.Store.Update(r.Context(), func(tx *store.Tx) error {
 		n, err := findNetwork(tx, r.PathValue("ref"))
@@ -193,7 +189,7 @@ func validateEndpoint(spec *api.ServiceSpec) error {
 // write: it replaces network names by IDs (refusing unknown ones and the
 // ingress network), refuses ports another service or Shoal itself uses, and creates
 // the ingress network when the spec is the first to publish a port. selfID
-// is the service being updated, "" for a new one. Callers hold netMu.
+// is the service being updated, "" for a new one.
 func resolveNetworks(tx *store.Tx, spec *api.ServiceSpec, selfID string) error {
 	ids := make([]string, 0, len(spec.Networks))
 	for _, ref := range spec.Networks {

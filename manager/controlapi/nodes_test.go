@@ -1,7 +1,9 @@
 package controlapi_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"net/http"
 	"slices"
@@ -506,5 +508,65 @@ func TestStaleManagerCertificate(t *testing.T) {
 	}
 	if got := f.node("m3").Spec.Role; got != api.RoleManager {
 		t.Errorf("got m3 role %q, want manager", got)
+	}
+}
+
+// TestConcurrentNodeUpdates: 8 clients updating labels of 8 different nodes
+// at once, while node status is written beside them, see no conflicts: the
+// store's update lock serializes read-modify-writes on the leader.
+func TestConcurrentNodeUpdates(t *testing.T) {
+	f, m := leaderFixture(t)
+	const clients, rounds = 8, 20
+	for i := range clients {
+		f.addNode(fmt.Sprintf("w%d", i), fmt.Sprintf("host-w%d", i), api.RoleWorker, api.NodeStateReady)
+	}
+	stop := make(chan struct{})
+	statusDone := make(chan struct{})
+	go func() { // the dispatcher's status writes
+		defer close(statusDone)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = f.store.Update(context.Background(), func(tx *store.Tx) error {
+				n := tx.Node(fmt.Sprintf("w%d", i%clients))
+				n.Status.Message = fmt.Sprintf("beat %d", i)
+				return tx.PutNode(n)
+			})
+		}
+	}()
+	codes := make(chan int, clients*rounds)
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := m.admin()
+			for r := range rounds {
+				a := c.do("POST", fmt.Sprintf("/v1/nodes/w%d/update", i),
+					api.NodeUpdate{LabelAdd: map[string]string{fmt.Sprintf("k%d", r): "v"}})
+				codes <- a.code
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	<-statusDone
+	close(codes)
+	bad := map[int]int{}
+	for c := range codes {
+		if c != http.StatusOK {
+			bad[c]++
+		}
+	}
+	if len(bad) > 0 {
+		t.Fatalf("got non-200 answers %v out of %d", bad, clients*rounds)
+	}
+	for i := range clients {
+		if n := f.node(fmt.Sprintf("w%d", i)); len(n.Spec.Labels) != rounds {
+			t.Errorf("node w%d has %d labels, want %d: an update was lost", i, len(n.Spec.Labels), rounds)
+		}
 	}
 }

@@ -93,8 +93,6 @@ type Server struct {
 	barrier    readBarrier
 	fwdMu      sync.Mutex
 	fwd        *forwarder
-	// netMu serializes writes that create, remove or refer to networks.
-	netMu sync.Mutex
 }
 
 // roleAdmin is the caller on the local unix socket.

@@ -154,8 +154,6 @@ func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	svc := &api.Service{ID: api.NewID(), Spec: spec}
-	s.netMu.Lock()
-	defer s.netMu.Unlock()
 	err := s.cfg.Store.Update(r.Context(), func(tx *store.Tx) error {
 		for _, other := range tx.Services() {
 			if other.Spec.Name == spec.Name {
@@ -233,8 +231,6 @@ func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	var id string
-	s.netMu.Lock()
-	defer s.netMu.Unlock()
 	err := s.cfg.Store.Update(r.Context(), func(tx *store.Tx) error {
 		svc, err := findService(tx, r.PathValue("ref"))
 		if err != nil {
