@@ -1,6 +1,9 @@
 package node
 
 import (
+	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -282,5 +285,36 @@ func TestWipe(t *testing.T) {
 	// Wiping a directory that holds no node is fine.
 	if err := wipe(p); err != nil {
 		t.Errorf("second wipe: %v", err)
+	}
+}
+
+// A beat writes node.json only when the manager list it brings changed.
+func TestHeartbeatSavesOnlyChanges(t *testing.T) {
+	p := paths{dir: t.TempDir()}
+	mgrs := []api.Endpoints{{API: "10.0.0.1:2377", Gossip: "10.0.0.1:7946"}}
+	n := &Node{paths: p, st: &state{NodeID: "n1", ClusterID: "c1", Role: api.RoleWorker, Managers: mgrs}}
+	tests := []struct {
+		name      string
+		managers  []api.Endpoints
+		wantWrite bool
+	}{
+		{"same list", mgrs, false},
+		{"no list", nil, false},
+		{"a new manager", append(slices.Clone(mgrs), api.Endpoints{API: "10.0.0.2:2377"}), true},
+		{"the new list again", append(slices.Clone(mgrs), api.Endpoints{API: "10.0.0.2:2377"}), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := os.Remove(p.state()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				t.Fatal(err)
+			}
+			if err := n.onHeartbeat(context.Background(), api.HeartbeatResponse{Role: api.RoleWorker, Managers: tt.managers}); err != nil {
+				t.Fatal(err)
+			}
+			_, err := os.Stat(p.state())
+			if wrote := err == nil; wrote != tt.wantWrite {
+				t.Errorf("node.json written: got %v, want %v", wrote, tt.wantWrite)
+			}
+		})
 	}
 }
