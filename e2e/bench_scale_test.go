@@ -46,7 +46,7 @@ type benchScale struct {
 	FollowerRSSMB  float64 `json:"follower_rss_mb"`
 	SimCPUPct      float64 `json:"sim_cpu_pct"`
 	IdleLoad       string  `json:"idle_load"`
-	// d. raft log.
+	// d. raft log (growth of the raft-wal segments, 1 MiB steps).
 	RaftBytesPerTask float64 `json:"raft_log_bytes_per_task"`
 	Cycles           int     `json:"cycles"`
 	RaftLogMB        float64 `json:"raft_log_mb_after_cycles"`
