@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -243,34 +244,58 @@ func damageLog(t *testing.T, dir string) (string, uint64) {
 	}
 	sort.Strings(segments)
 	tail := segments[len(segments)-1]
-	damageMiddle(t, tail)
-	return tail, 0
+	return tail, damageSegmentEntry(t, tail)
 }
 
-// damageMiddle overwrites 4 KiB with 0xff in the middle of what was written
-// to a preallocated segment file (it ends in zeros), as a bad disk would.
-func damageMiddle(t *testing.T, path string) {
+// damageSegmentEntry overwrites the payload of an entry in the middle of a
+// raft-wal segment (BASEINDEX-ID.wal) with 0xff, keeping the frames intact,
+// as a bad sector under committed data would; it returns the entry's index.
+// (Damage to frame headers reads as a torn last write and raft-wal drops
+// the tail after it: raft then fetches it again from the leader.)
+func damageSegmentEntry(t *testing.T, path string) uint64 {
 	t.Helper()
+	base, _, _ := strings.Cut(filepath.Base(path), "-")
+	baseIndex, err := strconv.ParseUint(base, 10, 64)
+	if err != nil {
+		t.Fatalf("segment name %s: %v", path, err)
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	end := len(data)
-	for end > 0 && data[end-1] == 0 {
-		end--
+	const fileHeader, frameHeader = 32, 8
+	type frame struct{ off, n int }
+	var entries []frame
+	committed := 0 // entries before the last commit frame
+	for off := fileHeader; off+frameHeader <= len(data); {
+		typ, n := data[off], int(binary.LittleEndian.Uint32(data[off+4:off+8]))
+		switch typ {
+		case 1: // entry
+			entries = append(entries, frame{off + frameHeader, n})
+		case 2: // index
+		case 3: // commit: n is a CRC, no payload
+			committed = len(entries)
+			off += frameHeader
+			continue
+		default:
+			off = len(data)
+			continue
+		}
+		off += frameHeader + n + (8-n%8)%8
 	}
-	if end < 64 {
-		t.Fatalf("%s holds %d bytes, too few to damage", path, end)
+	if committed < 4 {
+		t.Fatalf("%s: %d committed entries, too few to damage one", path, committed)
 	}
-	from := end / 2
-	to := min(from+4096, end)
-	for i := from; i < to; i++ {
+	k := committed / 2
+	e := entries[k]
+	for i := e.off; i < e.off+e.n; i++ {
 		data[i] = 0xff
 	}
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("damaged %s: bytes %d-%d of %d written", path, from, to, end)
+	t.Logf("damaged entry %d (%d bytes) of %s", baseIndex+uint64(k), e.n, path)
+	return baseIndex + uint64(k)
 }
 
 // damageLastEntry overwrites the newest entry of a stopped manager's raft

@@ -59,7 +59,7 @@ func checkLog(fileOf func(index uint64) string, logs hraft.LogStore) (err error)
 	path := fileOf(0)
 	defer func() {
 		if p := recover(); p != nil {
-			err = &StorageError{Op: "read log", Path: fileOf(index), Index: index, Err: fmt.Errorf("%v", p)}
+			err = &StorageError{Op: "read", Path: fileOf(index), Index: index, Err: fmt.Errorf("cannot decode it: %v", p)}
 		}
 	}()
 	first, err := logs.FirstIndex()
