@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -44,6 +45,14 @@ func TestStorageErrors(t *testing.T) {
 		wantIdx  bool
 	}{
 		{
+			name: "damaged log entry",
+			damage: func(t *testing.T, cfg Config, last uint64) {
+				damageWALEntry(t, filepath.Join(cfg.DataDir, walDir), last-1)
+			},
+			wantPath: func(cfg Config) string { return filepath.Join(cfg.DataDir, walDir, "00000000000000000001-") },
+			wantIdx:  true,
+		},
+		{
 			name: "damaged log metadata",
 			damage: func(t *testing.T, cfg Config, _ uint64) {
 				if err := os.WriteFile(filepath.Join(cfg.DataDir, walDir, "wal-meta.db"), []byte(strings.Repeat("x", 8192)), 0o600); err != nil {
@@ -82,8 +91,8 @@ func TestStorageErrors(t *testing.T) {
 			if !strings.HasPrefix(se.Path, tc.wantPath(cfg)) {
 				t.Errorf("got path %q, want it under %q", se.Path, tc.wantPath(cfg))
 			}
-			if tc.wantIdx && se.Index != last {
-				t.Errorf("got entry %d, want %d", se.Index, last)
+			if tc.wantIdx && se.Index != last-1 {
+				t.Errorf("got entry %d, want %d", se.Index, last-1)
 			}
 			msg := err.Error()
 			for _, want := range []string{se.Path, "Recovering a manager", "shoal node rm --force"} {
@@ -124,4 +133,45 @@ func TestSegmentOf(t *testing.T) {
 			t.Errorf("segment of %d: got %s, want %s", tc.index, got, want)
 		}
 	}
+}
+
+// damageWALEntry overwrites the payload of entry index in the first raft-wal
+// segment of dir with 0xff, keeping the frames intact. The entry must not be
+// in the last write batch, whose checksum raft-wal checks (and drops).
+func damageWALEntry(t *testing.T, dir string, index uint64) {
+	t.Helper()
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.wal"))
+	if len(segs) == 0 {
+		t.Fatalf("no segment in %s", dir)
+	}
+	data, err := os.ReadFile(segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	const fileHeader, frameHeader = 32, 8
+	k := uint64(1) // the first segment's base index
+	for off := fileHeader; off+frameHeader <= len(data); {
+		typ, n := data[off], int(binary.LittleEndian.Uint32(data[off+4:off+8]))
+		switch typ {
+		case 1: // entry
+			if k == index {
+				for i := off + frameHeader; i < off+frameHeader+n; i++ {
+					data[i] = 0xff
+				}
+				if err := os.WriteFile(segs[0], data, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			k++
+		case 2: // index
+		case 3: // commit: no payload
+			off += frameHeader
+			continue
+		default:
+			t.Fatalf("entry %d not found in %s", index, segs[0])
+		}
+		off += frameHeader + n + (8-n%8)%8
+	}
+	t.Fatalf("entry %d not found in %s", index, segs[0])
 }
