@@ -1,14 +1,21 @@
 package e2e
 
 import (
+	"bufio"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/httpserve"
 	"github.com/shoal-dev/shoal/overlay/lb"
 )
 
@@ -142,4 +149,181 @@ func sameIngress(t *testing.T, c *Cluster, ports []uint16) string {
 		return nil
 	})
 	return digest
+}
+
+// goroutines reads go_goroutines from h's metrics endpoint.
+func goroutines(from *Host, addr string) (int, error) {
+	resp, err := from.HTTPClient(5 * time.Second).Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return int(f), err
+		}
+	}
+	return 0, errors.New("no go_goroutines in /metrics")
+}
+
+// TestSlowClients: 1,500 connections without a certificate that send a body
+// slowly do not pile up goroutines on the manager: they are capped, cut off
+// at the body deadline, and the count returns to its baseline; the cluster
+// keeps working meanwhile.
+func TestSlowClients(t *testing.T) {
+	const clients = 1500
+	n := NewNet(t)
+	c := &Cluster{Net: n, IDs: map[string]string{}}
+	m := n.AddHost("m1")
+	w := n.AddHost("w1")
+	x := n.AddHost("x1") // the slow clients' machine, no shoal on it
+	c.Managers, c.Workers = []*Host{m}, []*Host{w}
+	metrics := net.JoinHostPort(m.IP, "9323")
+	m.Init("--metrics-addr", metrics)
+	c.WaitServing(t, m)
+	w.Join(c.Token(t, m, "worker"), m.IP)
+	c.WaitServing(t, w)
+	c.WaitSettled(t, m)
+
+	// Baseline: the lowest of a few reads once settled.
+	baseline := 1 << 30
+	for range 5 {
+		g, err := goroutines(x, metrics)
+		if err != nil {
+			t.Fatal(err)
+		}
+		baseline = min(baseline, g)
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Dial in x's namespace, then handshake and send the headers in parallel.
+	var raw []net.Conn
+	err := inNetns(x.NS, func() error {
+		for range clients {
+			conn, err := net.DialTimeout("tcp", net.JoinHostPort(m.IP, "2377"), 5*time.Second)
+			if err != nil {
+				return err
+			}
+			raw = append(raw, conn)
+		}
+		return nil
+	})
+	t.Cleanup(func() {
+		for _, c := range raw {
+			c.Close()
+		}
+	})
+	if err != nil {
+		t.Fatalf("dial %d connections: %v (after %d)", clients, err, len(raw))
+	}
+	started := time.Now()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	answered := map[string]int{} // first response line (or error) -> connections
+	sem := make(chan struct{}, 64)
+	var conns []*tls.Conn
+	for _, rc := range raw {
+		tc := tls.Client(rc, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13, NextProtos: []string{"http/1.1"}})
+		conns = append(conns, tc)
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+			_, err := io.WriteString(tc, "POST /v1/join HTTP/1.1\r\nHost: m1\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n{")
+			_ = tc.SetDeadline(time.Time{})
+			if err != nil {
+				mu.Lock()
+				answered["write: "+err.Error()]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	report(t, "FIGURE slow clients: %d connections without a certificate sent headers and 1 body byte in %.1fs", clients, time.Since(started).Seconds())
+
+	// Each keeps trickling a byte every 2 s and reads whatever the server says.
+	for _, tc := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			done := make(chan string, 1)
+			go func() {
+				line, err := bufio.NewReader(tc).ReadString('\n')
+				if err != nil && line == "" {
+					line = "closed: " + err.Error()
+				}
+				done <- strings.TrimSpace(line)
+			}()
+			tick := time.NewTicker(2 * time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case first := <-done:
+					if i := strings.Index(first, "i/o timeout"); i >= 0 {
+						first = "closed: timeout"
+					}
+					mu.Lock()
+					answered[first]++
+					mu.Unlock()
+					return
+				case <-tick.C:
+					_ = tc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+					_, _ = io.WriteString(tc, " ")
+				}
+			}
+		}()
+	}
+
+	// While they are held: the peak, and a working cluster.
+	peak := baseline
+	for i := range 10 {
+		g, err := goroutines(x, metrics)
+		if err != nil {
+			t.Errorf("metrics during the slow clients: %v", err)
+		}
+		peak = max(peak, g)
+		if i == 5 {
+			if err := c.Settled(m); err != nil {
+				t.Errorf("cluster during the slow clients: %v", err)
+			}
+			if err := write(m, 10*time.Second, "w1", "during=slowclients"); err != nil {
+				t.Errorf("a write during the slow clients: %v", err)
+			}
+		}
+		time.Sleep(time.Second)
+	}
+
+	// Back to the baseline once the body deadline (30 s) cut them off.
+	var after int
+	eventually(t, 90*time.Second, func() error {
+		g, err := goroutines(x, metrics)
+		if err != nil {
+			return err
+		}
+		after = g
+		if g > baseline+20 {
+			return fmt.Errorf("%d goroutines, baseline %d", g, baseline)
+		}
+		return nil
+	})
+	wg.Wait()
+	report(t, "FIGURE slow clients: manager goroutines %d -> peak %d -> %d, back %.1fs after the headers were sent (body deadline 30 s)", baseline, peak, after, time.Since(started).Seconds())
+	keys := make([]string, 0, len(answered))
+	for k := range answered {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		report(t, "FIGURE slow clients: %d answered %q", answered[k], k)
+	}
+	if peak > baseline+2*httpserve.DefaultMaxAnonymous+100 {
+		t.Errorf("peak %d goroutines with baseline %d: more than the anonymous cap (%d) accounts for", peak, baseline, httpserve.DefaultMaxAnonymous)
+	}
+	if err := c.Settled(m); err != nil {
+		t.Errorf("cluster after the slow clients: %v", err)
+	}
 }

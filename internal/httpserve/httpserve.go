@@ -3,6 +3,7 @@ package httpserve
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"net/http"
 	"sync"
@@ -89,14 +90,31 @@ func (a *Anonymous) Install(srv *http.Server) {
 	srv.ConnState = a.connState
 	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if info, _ := r.Context().Value(connKey{}).(*connInfo); info != nil && a.isOver(info) {
-			w.Header().Set("Connection", "close")
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(`{"message":"too many connections without a client certificate on this port; try again later"}` + "\n"))
+			refuse(w)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+const refusal = `{"message":"too many connections without a client certificate on this port; try again later"}` + "\n"
+
+// refuse answers 503 and closes the connection at once. On HTTP/1 it
+// hijacks the connection: after a handler returns, the server would first
+// read what is left of a small body, which a slow client sends slowly.
+func refuse(w http.ResponseWriter) {
+	if conn, buf, err := http.NewResponseController(w).Hijack(); err == nil {
+		_ = conn.SetWriteDeadline(time.Now().Add(ReadHeader))
+		_, _ = fmt.Fprintf(buf, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(refusal), refusal)
+		_ = buf.Flush()
+		_ = conn.Close()
+		return
+	}
+	// HTTP/2: Connection: close makes the server send GOAWAY.
+	w.Header().Set("Connection", "close")
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.Write([]byte(refusal))
 }
 
 func (a *Anonymous) isOver(info *connInfo) bool {
