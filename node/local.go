@@ -75,6 +75,9 @@ func (n *Node) info(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) leaveHandler(w http.ResponseWriter, r *http.Request) {
+	// Telling the managers and stopping every task may take longer than
+	// the server's deadlines.
+	httpserve.Extend(w, 2*time.Minute)
 	req := leaveRequest{force: r.URL.Query().Get("force") != "", done: make(chan error, 1), answered: make(chan struct{})}
 	defer close(req.answered)
 	select {
