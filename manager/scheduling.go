@@ -12,9 +12,6 @@ import (
 	"github.com/shoal-dev/shoal/store"
 )
 
-// placementBatch bounds the tasks written in one raft entry.
-const placementBatch = 1000
-
 type schedulerMetrics struct {
 	placements    prometheus.Counter
 	unschedulable prometheus.Gauge
@@ -91,48 +88,34 @@ func (m *Manager) schedulePending(ctx context.Context) {
 	m.sched.unschedulable.Set(float64(len(res.Unplaced)))
 
 	now := m.cfg.Clock.Now()
-	for i := 0; i < len(res.Decisions); i += placementBatch {
-		batch := res.Decisions[i:min(i+placementBatch, len(res.Decisions))]
-		placed := 0
-		err := m.store.Update(ctx, func(tx *store.Tx) error {
-			placed = 0
-			for _, d := range batch {
-				t := tx.Task(d.TaskID)
-				if t == nil || t.Status.State != api.TaskPending || t.DesiredState != api.TaskRunning {
-					continue // changed since the snapshot; the next pass sees it
-				}
-				t.NodeID = d.NodeID
-				t.Status = api.TaskStatus{State: api.TaskAssigned, Timestamp: now, Message: "scheduler assigned task to node"}
-				if err := tx.PutTask(t); err != nil {
-					return err
-				}
-				placed++
-			}
-			return nil
-		})
-		if err != nil {
-			m.log.Warn("write placements", "err", err)
-			return
+	placed := make(map[string]bool, len(res.Decisions)) // a retried batch counts once
+	err := store.UpdateEach(ctx, m.store, res.Decisions, func(tx *store.Tx, d scheduler.Decision) error {
+		t := tx.Task(d.TaskID)
+		if t == nil || t.Status.State != api.TaskPending || t.DesiredState != api.TaskRunning {
+			return nil // changed since the snapshot; the next pass sees it
 		}
-		m.sched.placements.Add(float64(placed))
+		t.NodeID = d.NodeID
+		t.Status = api.TaskStatus{State: api.TaskAssigned, Timestamp: now, Message: "scheduler assigned task to node"}
+		placed[t.ID] = true
+		return tx.PutTask(t)
+	})
+	m.sched.placements.Add(float64(len(placed)))
+	if err != nil {
+		m.log.Warn("write placements", "err", err)
+		return
 	}
 	if len(res.Unplaced) == 0 {
 		return
 	}
-	err := m.store.Update(ctx, func(tx *store.Tx) error {
-		for _, u := range res.Unplaced {
-			t := tx.Task(u.TaskID)
-			if t == nil || t.Status.State != api.TaskPending || t.Status.Err == u.Reason {
-				continue
-			}
-			t.Status.Err = u.Reason
-			t.Status.Message = "no suitable node"
-			t.Status.Timestamp = now
-			if err := tx.PutTask(t); err != nil {
-				return err
-			}
+	err = store.UpdateEach(ctx, m.store, res.Unplaced, func(tx *store.Tx, u scheduler.Unplaced) error {
+		t := tx.Task(u.TaskID)
+		if t == nil || t.Status.State != api.TaskPending || t.Status.Err == u.Reason {
+			return nil
 		}
-		return nil
+		t.Status.Err = u.Reason
+		t.Status.Message = "no suitable node"
+		t.Status.Timestamp = now
+		return tx.PutTask(t)
 	})
 	if err != nil {
 		m.log.Warn("write unschedulable reasons", "err", err)
@@ -155,19 +138,14 @@ func (m *Manager) markUnallocated(ctx context.Context, tasks []*api.Task) {
 		return
 	}
 	now := m.cfg.Clock.Now()
-	err := m.store.Update(ctx, func(tx *store.Tx) error {
-		for _, id := range ids {
-			t := tx.Task(id)
-			if t == nil || t.Status.State != api.TaskPending || t.Status.Message == msgWaitingForNetwork {
-				continue
-			}
-			t.Status.Message = msgWaitingForNetwork
-			t.Status.Timestamp = now
-			if err := tx.PutTask(t); err != nil {
-				return err
-			}
+	err := store.UpdateEach(ctx, m.store, ids, func(tx *store.Tx, id string) error {
+		t := tx.Task(id)
+		if t == nil || t.Status.State != api.TaskPending || t.Status.Message == msgWaitingForNetwork {
+			return nil
 		}
-		return nil
+		t.Status.Message = msgWaitingForNetwork
+		t.Status.Timestamp = now
+		return tx.PutTask(t)
 	})
 	if err != nil {
 		m.log.Warn("write network allocation waits", "err", err)

@@ -162,16 +162,13 @@ func (s *Store) update(ctx context.Context, fn func(tx *Tx) error) (fnFailed boo
 	}
 	defer func() { <-s.updateLock }()
 	s.mu.Lock()
-	tx := &Tx{txn: s.db.Load().Txn(false)}
+	tx := &Tx{txn: s.db.Load().Txn(false), now: s.clk.Now().UTC()}
 	readIndex := s.index
 	s.mu.Unlock()
 	if err := fn(tx); err != nil {
 		return true, err
 	}
-	cs, err := tx.changeSet(s.clk.Now().UTC())
-	if err != nil {
-		return false, fmt.Errorf("update: %w", err)
-	}
+	cs := tx.changeSet()
 	cs.ReadIndex = readIndex
 	if len(cs.Ops) == 0 {
 		return false, nil

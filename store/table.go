@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/go-memdb"
 	"github.com/shoal-dev/shoal/api"
@@ -34,7 +33,7 @@ type anyTable interface {
 	Kind() Kind
 	schema() *memdb.TableSchema
 	// encode turns a pending write of a transaction into an operation.
-	encode(id string, w *write, now time.Time) (op, error)
+	encode(id string, w *write) op
 	// apply checks and applies one operation in a write txn.
 	apply(txn *memdb.Txn, o op, index uint64) (Change, error)
 	// dump calls fn for every stored object, in ID order.
@@ -244,7 +243,30 @@ func (t *table[T]) put(tx *Tx, obj *T) error {
 	case !ok && t.singleton && t.first(tx) != nil:
 		return fmt.Errorf("put %s %s: only one %s allowed: %w", t.kind, id, t.kind, ErrExists)
 	}
-	t.entry(tx, id).obj = t.clone(obj)
+	w := t.entry(tx, id)
+	c := t.clone(obj)
+	m := t.meta(c)
+	m.Version = w.base
+	m.UpdatedAt = tx.now
+	m.CreatedAt = tx.now
+	if w.base != 0 {
+		m.CreatedAt = w.baseCreated
+	}
+	// Encoded now, so the tx knows its size as it grows (Full).
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("put %s %s: encode: %w", t.kind, id, err)
+	}
+	if len(raw) > MaxObjectBytes {
+		return fmt.Errorf("%s %s would be %d bytes, at most %d: %w", t.kind, id, len(raw), MaxObjectBytes, ErrTooLarge)
+	}
+	size := tx.size - w.size() + opOverhead + len(raw)
+	if size > MaxEntryBytes {
+		return fmt.Errorf("put %s %s: the change set would be %d bytes, at most %d (write in batches: Tx.Full, UpdateEach): %w",
+			t.kind, id, size, MaxEntryBytes, ErrTooLarge)
+	}
+	tx.size = size
+	w.obj, w.raw = c, raw
 	return nil
 }
 
@@ -257,38 +279,25 @@ func (t *table[T]) del(tx *Tx, id string) error {
 		return fmt.Errorf("delete %s %s: %w", t.kind, id, ErrNotFound)
 	}
 	w := t.entry(tx, id)
+	tx.size -= w.size()
 	if w.base == 0 {
 		// Created in this tx: nothing to tell the FSM.
 		delete(tx.writes[t.kind], id)
 		return nil
 	}
-	w.obj = nil
+	w.obj, w.raw = nil, nil
+	tx.size += opOverhead
 	return nil
 }
 
-func (t *table[T]) encode(id string, w *write, now time.Time) (op, error) {
+func (t *table[T]) encode(id string, w *write) op {
 	o := op{Kind: t.kind, ID: id, Version: w.base}
 	if w.obj == nil {
 		o.Op = opDelete
-		return o, nil
+		return o
 	}
-	obj := w.obj.(*T) // the tx's private copy
-	m := t.meta(obj)
-	m.Version = w.base
-	m.UpdatedAt = now
-	m.CreatedAt = now
-	if w.base != 0 {
-		m.CreatedAt = w.baseCreated
-	}
-	raw, err := json.Marshal(obj)
-	if err != nil {
-		return op{}, fmt.Errorf("encode %s %s: %w", t.kind, id, err)
-	}
-	if len(raw) > MaxObjectBytes {
-		return op{}, fmt.Errorf("%s %s would be %d bytes, at most %d: %w", t.kind, id, len(raw), MaxObjectBytes, ErrTooLarge)
-	}
-	o.Op, o.Object = opPut, raw
-	return o, nil
+	o.Op, o.Object = opPut, w.raw
+	return o
 }
 
 func (t *table[T]) apply(txn *memdb.Txn, o op, index uint64) (Change, error) {

@@ -15,13 +15,37 @@ type Tx struct {
 	txn      *memdb.Txn // read-only memdb snapshot
 	readOnly bool
 	writes   map[Kind]map[string]*write
+	now      time.Time // stamped on written objects
+	size     int       // bytes of the change set so far, about
 }
+
+// Raft entries are bounded by bytes: one entry is replicated, written to
+// every manager's log and applied as a unit, and a multi-MB entry stalls
+// heartbeats behind it. Writers of many objects (the scheduler, allocator,
+// orchestrator, dispatcher) fill a change set until Full and continue in
+// the next (UpdateEach); past MaxEntryBytes a Put fails with ErrTooLarge.
+const (
+	// FullBytes is where Full says a change set has enough.
+	FullBytes = 256 << 10
+	// MaxEntryBytes is the hard limit of one change set.
+	MaxEntryBytes = 2 << 20
+	// opOverhead is about what an op costs beside its object.
+	opOverhead = 64
+)
+
+// Full reports whether the tx's change set has reached FullBytes: a writer
+// of many objects stops there and writes the rest in another Update.
+func (tx *Tx) Full() bool { return tx.size >= FullBytes }
+
+// Size is about how many bytes the tx's change set holds so far.
+func (tx *Tx) Size() int { return tx.size }
 
 var _ ReadTx = (*Tx)(nil)
 
 // write is a pending change to one object.
 type write struct {
-	obj         any // *T, the tx's private copy; nil means delete
+	obj         any    // *T, the tx's private copy; nil means delete
+	raw         []byte // obj encoded, with its meta stamped
 	base        uint64
 	baseCreated time.Time
 }
@@ -50,9 +74,17 @@ type op struct {
 	Object  json.RawMessage `json:"object,omitempty"`
 }
 
+// size is what the write adds to the change set (0 before its first Put).
+func (w *write) size() int {
+	if w.obj == nil && w.raw == nil {
+		return 0
+	}
+	return opOverhead + len(w.raw)
+}
+
 // changeSet returns the tx's writes as operations, in table order then ID
-// order, with timestamps stamped from now.
-func (tx *Tx) changeSet(now time.Time) (changeSet, error) {
+// order.
+func (tx *Tx) changeSet() changeSet {
 	var cs changeSet
 	for _, t := range tables {
 		pending := tx.writes[t.Kind()]
@@ -62,12 +94,8 @@ func (tx *Tx) changeSet(now time.Time) (changeSet, error) {
 		}
 		slices.Sort(ids)
 		for _, id := range ids {
-			o, err := t.encode(id, pending[id], now)
-			if err != nil {
-				return changeSet{}, err
-			}
-			cs.Ops = append(cs.Ops, o)
+			cs.Ops = append(cs.Ops, t.encode(id, pending[id]))
 		}
 	}
-	return cs, nil
+	return cs
 }

@@ -20,8 +20,6 @@ const (
 	coalesce = 20 * time.Millisecond
 	// retryAfter is when a pass runs again after a write failed.
 	retryAfter = time.Second
-	// writeBatch bounds the objects written in one raft entry.
-	writeBatch = 500
 	// errPrefix starts the Status.Err the allocator writes on a task.
 	errPrefix = "network allocation: "
 )
@@ -170,24 +168,25 @@ func (a *Allocator) Pass(ctx context.Context) error {
 		})
 	}
 
-	for i := 0; i < len(writes); i += writeBatch {
-		batch := writes[i:min(i+writeBatch, len(writes))]
-		allocated := 0
-		err := a.store.Update(ctx, func(tx *store.Tx) error {
-			allocated = 0
-			for _, w := range batch {
-				n, err := w(tx)
-				if err != nil {
-					return err
-				}
-				allocated += n
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("write allocations: %w", err)
-		}
-		a.m.allocated.Add(float64(allocated))
+	// Change sets near store.FullBytes; a write counts once even if its
+	// batch is retried.
+	done := make([]int, len(writes))
+	idx := make([]int, len(writes))
+	for i := range idx {
+		idx[i] = i
+	}
+	err := store.UpdateEach(ctx, a.store, idx, func(tx *store.Tx, i int) error {
+		n, err := writes[i](tx)
+		done[i] = n
+		return err
+	})
+	allocated := 0
+	for _, n := range done {
+		allocated += n
+	}
+	a.m.allocated.Add(float64(allocated))
+	if err != nil {
+		return fmt.Errorf("write allocations: %w", err)
 	}
 	if !plan.Empty() {
 		a.log.Debug("allocated", "services", len(plan.Services), "tasks", len(plan.Tasks), "nodes", len(plan.Nodes), "failures", len(plan.Failures))

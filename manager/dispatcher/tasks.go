@@ -121,23 +121,30 @@ func (d *Dispatcher) runStatusWriter(ctx context.Context) {
 	}
 }
 
+// writeStatus writes a batch of reports in change sets near store.FullBytes.
 func (d *Dispatcher) writeStatus(ctx context.Context, batch []statusBatch) error {
-	return d.cfg.Store.Update(ctx, func(tx *store.Tx) error {
-		for _, b := range batch {
-			for _, u := range b.updates {
-				t := tx.Task(u.TaskID)
-				if t == nil || t.NodeID != b.nodeID {
-					continue // removed meanwhile, or not this node's to report
-				}
-				// Only the agent moves a task past assigned, and only forward.
-				if !t.Status.State.Before(u.Status.State) || u.Status.State.Before(api.TaskAccepted) {
-					continue
-				}
-				t.Status = u.Status
-				if err := tx.PutTask(t); err != nil {
-					return fmt.Errorf("task %s: %w", t.ID, err)
-				}
-			}
+	type report struct {
+		nodeID string
+		u      api.TaskStatusUpdate
+	}
+	var all []report
+	for _, b := range batch {
+		for _, u := range b.updates {
+			all = append(all, report{b.nodeID, u})
+		}
+	}
+	return store.UpdateEach(ctx, d.cfg.Store, all, func(tx *store.Tx, r report) error {
+		t := tx.Task(r.u.TaskID)
+		if t == nil || t.NodeID != r.nodeID {
+			return nil // removed meanwhile, or not this node's to report
+		}
+		// Only the agent moves a task past assigned, and only forward.
+		if !t.Status.State.Before(r.u.Status.State) || r.u.Status.State.Before(api.TaskAccepted) {
+			return nil
+		}
+		t.Status = r.u.Status
+		if err := tx.PutTask(t); err != nil {
+			return fmt.Errorf("task %s: %w", t.ID, err)
 		}
 		return nil
 	})

@@ -131,11 +131,26 @@ func (o *Orchestrator) pass(ctx context.Context) time.Time {
 }
 
 // write reconciles one service again inside a store transaction, so a
-// conflict recomputes the plan on fresh state, and writes the plan.
+// conflict recomputes the plan on fresh state, and writes the plan. A plan
+// bigger than a change set should be (store.Tx.Full: 10k new tasks are ~6 MB)
+// is written in parts, reconciling again before each.
 func (o *Orchestrator) write(ctx context.Context, serviceID string) (time.Time, error) {
+	for {
+		next, more, err := o.writePart(ctx, serviceID)
+		if err != nil || !more {
+			return next, err
+		}
+	}
+}
+
+// writePart writes as much of the service's plan as fits one change set;
+// more says some of it is left.
+func (o *Orchestrator) writePart(ctx context.Context, serviceID string) (_ time.Time, more bool, _ error) {
 	var p Plan
 	var name string
+	created := 0
 	err := o.store.Update(ctx, func(tx *store.Tx) error {
+		more, created = false, 0
 		svc := tx.Service(serviceID)
 		name = ""
 		if svc != nil {
@@ -148,16 +163,29 @@ func (o *Orchestrator) write(ctx context.Context, serviceID string) (time.Time, 
 			}
 		}
 		for _, t := range p.Create {
+			if tx.Full() {
+				more = true
+				return nil
+			}
 			if err := tx.PutTask(t); err != nil {
 				return fmt.Errorf("create task %s: %w", t.ID, err)
 			}
+			created++
 		}
 		for _, t := range p.Update {
+			if tx.Full() {
+				more = true
+				return nil
+			}
 			if err := tx.PutTask(t); err != nil {
 				return fmt.Errorf("update task %s: %w", t.ID, err)
 			}
 		}
 		for _, id := range p.Delete {
+			if tx.Full() {
+				more = true
+				return nil
+			}
 			if err := tx.DeleteTask(id); err != nil {
 				return fmt.Errorf("delete task %s: %w", id, err)
 			}
@@ -165,15 +193,15 @@ func (o *Orchestrator) write(ctx context.Context, serviceID string) (time.Time, 
 		return nil
 	})
 	if err != nil {
-		return time.Time{}, fmt.Errorf("service %s: %w", serviceID, err)
+		return time.Time{}, false, fmt.Errorf("service %s: %w", serviceID, err)
 	}
-	o.m.created.Add(float64(len(p.Create)))
+	o.m.created.Add(float64(created))
 	if s := p.Service; s != nil {
 		o.log.Info("rolling update", "service", serviceID, "name", name, "state", s.UpdateStatus.State, "message", s.UpdateStatus.Message)
 	}
 	if !p.Empty() {
 		o.log.Info("reconciled service", "service", serviceID, "name", name, "deleted_service", name == "",
-			"created", len(p.Create), "updated", len(p.Update), "deleted", len(p.Delete))
+			"created", created, "updated", len(p.Update), "deleted", len(p.Delete), "more", more)
 	}
-	return p.NextWake, nil
+	return p.NextWake, more, nil
 }
