@@ -81,6 +81,16 @@ func TestConsistency(t *testing.T) {
 				return err
 			})
 			d := time.Since(start)
+			if round == 0 {
+				// The cut-off old leader has no quorum: it refuses reads
+				// rather than answer from a state that may be stale.
+				_, lsErr := lead.Shoal("service", "ls")
+				if lsErr == nil || !strings.Contains(lsErr.Error(), "no leader") {
+					t.Errorf("service ls on the cut-off %s: got %v, want a refusal saying there is no leader", lead.Name, lsErr)
+				} else {
+					report(t, "service ls on a cut-off manager: %s", lsErr.Error()[strings.Index(lsErr.Error(), "Error: "):])
+				}
+			}
 			lead.LinkUp()
 			if err != nil {
 				t.Fatalf("no write through %s after the leader was cut: %s", via.Name, strings.Join(errs, "; "))
