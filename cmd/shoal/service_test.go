@@ -128,8 +128,8 @@ func (d *stubDaemon) serviceRoutes(mux *http.ServeMux, answer func(http.Response
 	})
 	mux.HandleFunc("POST /v1/services/{ref}/update", func(w http.ResponseWriter, r *http.Request) {
 		var u api.ServiceUpdate
-		if err := json.NewDecoder(r.Body).Decode(&u); err != nil || u.Replicas == nil {
-			answer(w, http.StatusBadRequest, api.Error{Message: "want replicas"})
+		if err := json.NewDecoder(r.Body).Decode(&u); err != nil || (u.Replicas == nil && u.Spec == nil) {
+			answer(w, http.StatusBadRequest, api.Error{Message: "want replicas or a spec"})
 			return
 		}
 		d.mu.Lock()
@@ -140,6 +140,12 @@ func (d *stubDaemon) serviceRoutes(mux *http.ServeMux, answer func(http.Response
 			return
 		}
 		v := &d.services[i]
+		if u.Spec != nil {
+			prev := v.Spec
+			v.Spec, v.PreviousSpec = *u.Spec, &prev
+			answer(w, http.StatusOK, *v)
+			return
+		}
 		if v.Spec.Mode == api.ModeGlobal {
 			answer(w, http.StatusBadRequest, api.Error{Message: "service " + v.Spec.Name + " is global: it cannot be scaled"})
 			return
@@ -512,6 +518,15 @@ func TestServiceVerbs(t *testing.T) {
 				testID("webtask1old0") + "    \\_ web.1    nginx:1.27@sha256:0123456789abcdef   worker-1   Shutdown        Failed 2 minutes ago         \"task: non-zero exit (1)\"\n",
 			wantRequests: []string{"GET /v1/tasks?node=worker-1", "GET /v1/nodes"},
 		},
+		{name: "update", args: []string{"service", "update", "--detach", "--env-add", "V=2", "--update-parallelism", "2", "web"},
+			wantStdout:   "web\n",
+			wantRequests: []string{"GET /v1/services/web", "POST /v1/services/" + testID("w3bs3rv1c3id") + "/update"}},
+		{name: "update with a bad flag sends nothing", args: []string{"service", "update", "--update-order", "sideways", "web"},
+			wantCode: 1, wantStderr: "Error: --update-order \"sideways\": want stop-first or start-first\n",
+			wantRequests: []string{"GET /v1/services/web"}},
+		{name: "update with a bad env sends nothing", args: []string{"service", "update", "--env-add", "NOVALUE", "web"},
+			wantCode: 1, wantStderr: "Error: --env-add \"NOVALUE\": want KEY=VALUE\n",
+			wantRequests: []string{"GET /v1/services/web"}},
 		{name: "inspect with one missing", args: []string{"service", "inspect", "web", "nope"}, wantCode: 1,
 			anyStdout: true, wantStderr: "Error: no such service: nope\n"},
 		{

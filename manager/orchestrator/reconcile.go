@@ -111,7 +111,9 @@ func Reconcile(now time.Time, svc *api.Service, tasks []*api.Task, nodes []*api.
 	sorted := slices.Clone(tasks)
 	slices.SortFunc(sorted, olderFirst)
 	if svc != nil {
-		up := PlanUpdate(now, svc, tasks)
+		r.specJSON = specKey(&svc.Spec.Task)
+		r.outdatedMemo = make(map[*api.Task]bool, len(sorted))
+		up := planUpdate(now, svc, sorted, r.outdated)
 		if up.Status != nil {
 			c := *svc
 			c.UpdateStatus = up.Status
@@ -152,6 +154,7 @@ type reconciler struct {
 	specJSON      []byte
 	nodes         map[string]*api.Node
 	replace       map[slotKey]bool // slots the rolling update replaces now
+	outdatedMemo  map[*api.Task]bool
 	startFirst    bool
 	constraints   []scheduler.Constraint
 	constraintsOK bool
@@ -416,9 +419,18 @@ func (r *reconciler) matches(n *api.Node) bool {
 	return true
 }
 
-// outdated reports whether t runs an older spec than the service's.
+// outdated reports whether t runs an older spec than the service's. The
+// answer is remembered: a spec's JSON costs, and the updater asks too.
 func (r *reconciler) outdated(t *api.Task) bool {
-	return r.svc.Meta.Version > t.SpecVersion && (!bytes.Equal(specKey(&t.Spec), r.specJSON) || networksChanged(t, r.svc))
+	if o, ok := r.outdatedMemo[t]; ok {
+		return o
+	}
+	o := r.svc.Meta.Version > t.SpecVersion && (!bytes.Equal(specKey(&t.Spec), r.specJSON) || networksChanged(t, r.svc))
+	if r.outdatedMemo == nil {
+		r.outdatedMemo = make(map[*api.Task]bool)
+	}
+	r.outdatedMemo[t] = o
+	return o
 }
 
 // networksChanged reports whether an allocated task is attached to other

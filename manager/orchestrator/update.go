@@ -66,6 +66,13 @@ func taskReady(t *api.Task) bool { return t.Status.State == api.TaskRunning }
 //   - Once no slot is outdated or busy, the update completes Monitor after
 //     its last new task became ready; failures until then still count.
 func PlanUpdate(now time.Time, svc *api.Service, tasks []*api.Task) UpdatePlan {
+	r := &reconciler{svc: svc, specJSON: specKey(&svc.Spec.Task)}
+	return planUpdate(now, svc, tasks, r.outdated)
+}
+
+// planUpdate is PlanUpdate with Reconcile's outdated, which remembers each
+// task's answer (a spec's JSON costs).
+func planUpdate(now time.Time, svc *api.Service, tasks []*api.Task, outdated func(*api.Task) bool) UpdatePlan {
 	var p UpdatePlan
 	st := svc.UpdateStatus
 	rolling := st != nil && (st.State == api.UpdateRollbackStarted || st.State == api.UpdateRollbackPaused)
@@ -74,11 +81,6 @@ func PlanUpdate(now time.Time, svc *api.Service, tasks []*api.Task) UpdatePlan {
 	if st != nil && (st.State == api.UpdatePaused || st.State == api.UpdateRollbackPaused) {
 		return p
 	}
-	specJSON := specKey(&svc.Spec.Task)
-	outdated := func(t *api.Task) bool {
-		return svc.Meta.Version > t.SpecVersion && (string(specKey(&t.Spec)) != string(specJSON) || networksChanged(t, svc))
-	}
-
 	started := now
 	if st != nil && (st.State == api.UpdateUpdating || rolling) {
 		started = st.StartedAt
@@ -223,9 +225,12 @@ type slotGroups struct {
 // replicated service, one per node for a global one. Tasks in slots being
 // scaled away are left out: Reconcile stops them.
 func groupSlots(svc *api.Service, tasks []*api.Task) slotGroups {
-	g := slotGroups{tasks: make(map[slotKey][]*api.Task)}
-	sorted := slices.Clone(tasks)
-	slices.SortFunc(sorted, olderFirst)
+	g := slotGroups{tasks: make(map[slotKey][]*api.Task, len(tasks))}
+	sorted := tasks
+	if !slices.IsSortedFunc(tasks, olderFirst) { // Reconcile passes them sorted
+		sorted = slices.Clone(tasks)
+		slices.SortFunc(sorted, olderFirst)
+	}
 	for _, t := range sorted {
 		k := slotKey{slot: t.Slot}
 		if svc.Spec.Mode == api.ModeGlobal {

@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -337,5 +338,25 @@ func TestReconcileRollingUpdate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkReconcileUpdate is one pass over a 10,000-replica service half
+// way through an update: the planner's share of a pass at scale.
+func BenchmarkReconcileUpdate(b *testing.B) {
+	const n = 10000
+	svc := updSvc(n, cfg(10, 0, api.ActionPause, 0, api.OrderStopFirst), status(api.UpdateUpdating, time.Minute))
+	var tasks []*api.Task
+	for s := uint64(1); s <= n; s++ {
+		if s%2 == 0 {
+			tasks = append(tasks, newTask(fmt.Sprint("t", s), s, api.TaskRunning, api.TaskRunning, time.Minute))
+		} else {
+			tasks = append(tasks, oldTask(fmt.Sprint("t", s), s))
+		}
+	}
+	nodes := readyNodes()
+	b.ResetTimer()
+	for b.Loop() {
+		Reconcile(t0, svc, tasks, nodes)
 	}
 }
