@@ -74,6 +74,11 @@ func (s TaskSpec) Clone() TaskSpec {
 		d := *s.Restart.Delay
 		s.Restart.Delay = &d
 	}
+	if s.Healthcheck != nil {
+		h := *s.Healthcheck
+		h.Test = cloneSlice(h.Test)
+		s.Healthcheck = &h
+	}
 	return s
 }
 

@@ -127,6 +127,9 @@ type TaskSpec struct {
 	// ForceUpdate is bumped by service update --force: a changed spec that
 	// replaces every task, rolling.
 	ForceUpdate uint64 `json:"force_update,omitempty"`
+	// Healthcheck overrides the image's HEALTHCHECK field by field; nil
+	// keeps the image's, Test ["NONE"] turns checks off.
+	Healthcheck *HealthConfig `json:"healthcheck,omitempty"`
 }
 
 // Resources are what a task reserves (for scheduling) and may use at most (enforced).
@@ -248,6 +251,11 @@ type TaskStatus struct {
 	// every later report; zero if it never ran. The orchestrator tells a
 	// quick exit (backoff) from a long run by it.
 	StartedAt time.Time `json:"started_at,omitzero"`
+	// Health is set for a task with a health check: starting until a check
+	// passes (the task stays starting meanwhile), then healthy.
+	Health Health `json:"health,omitempty"`
+	// HealthOutput is the last check's output (at most MaxHealthOutput bytes).
+	HealthOutput string `json:"health_output,omitempty"`
 }
 
 // ServiceUpdate changes a service; nil fields are left alone.

@@ -80,6 +80,10 @@ func checkLen(field, s string, maxLen int) error {
 // checkServiceLimits refuses a service spec over any limit, naming the field.
 func checkServiceLimits(spec *api.ServiceSpec) error {
 	t := &spec.Task
+	var healthTest []string
+	if t.Healthcheck != nil {
+		healthTest = t.Healthcheck.Test
+	}
 	checks := []error{
 		checkLabels("labels", spec.Labels),
 		checkLen("image", t.Image, maxImage),
@@ -87,6 +91,7 @@ func checkServiceLimits(spec *api.ServiceSpec) error {
 		checkLen("workdir", t.Workdir, maxPathLike),
 		checkList("env", t.Env, maxEnv, maxEnvEntry),
 		checkList("command", t.Command, maxArgs, maxArg),
+		checkList("health test", healthTest, maxArgs, maxArg),
 		checkList("constraints", t.Placement.Constraints, maxConstraints, maxConstraint),
 		checkList("networks", spec.Networks, maxNetworks, maxLabelKey),
 	}

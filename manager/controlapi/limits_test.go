@@ -56,6 +56,14 @@ func TestServiceLimits(t *testing.T) {
 		{"long env", func(s *api.ServiceSpec) { s.Task.Env = []string{"A=b", "B=" + strings.Repeat("x", 16<<10)} }, "env[1]"},
 		{"257 args", func(s *api.ServiceSpec) { s.Task.Command = repeat(257, "x") }, "command: 257 entries, at most 256"},
 		{"long arg", func(s *api.ServiceSpec) { s.Task.Command = []string{strings.Repeat("x", 16<<10+1)} }, "command[0]"},
+		{"health check", func(s *api.ServiceSpec) {
+			s.Task.Healthcheck = &api.HealthConfig{Test: []string{"CMD-SHELL", "true"}, Interval: 1e9}
+		}, ""},
+		{"257 health args", func(s *api.ServiceSpec) {
+			s.Task.Healthcheck = &api.HealthConfig{Test: append([]string{"CMD"}, repeat(256, "x")...)}
+		}, "health test: 257 entries, at most 256"},
+		{"bad health test", func(s *api.ServiceSpec) { s.Task.Healthcheck = &api.HealthConfig{Test: []string{"true"}} }, `health test "true": want CMD, CMD-SHELL or NONE`},
+		{"negative health retries", func(s *api.ServiceSpec) { s.Task.Healthcheck = &api.HealthConfig{Retries: -1} }, "must not be negative"},
 		{"33 constraints", func(s *api.ServiceSpec) { s.Task.Placement.Constraints = repeat(33, "node.role==worker") }, "constraints: 33 entries, at most 32"},
 		{"129 ports", func(s *api.ServiceSpec) {
 			for i := range 129 {
