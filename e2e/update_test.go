@@ -275,3 +275,68 @@ func mustTasks(t testing.TB, h *Host, svc string) []*api.Task {
 	}
 	return tasks
 }
+
+// TestRollingUpdateHollow measures a rolling update at a size real
+// containers cannot afford here: 100 replicas on 20 hollow nodes, updated
+// with parallelism 10 and no delay. Goal (issue 10): every task on the new
+// spec within 10 x (time for one batch to run) + 2 s.
+func TestRollingUpdateHollow(t *testing.T) {
+	const nodes, replicas, par = 20, 100, 10
+	n := NewNet(t)
+	c := newManagers(t, n, 1, scaleManagerFlags(t), hollowDownGrace(t))
+	m1 := c.Managers[0]
+	n.AddHost("sim").StartSim(c.Token(t, m1, "worker"), m1.IP, nodes)
+	waitNodesReady(t, m1, 1, nodes, 2*time.Minute)
+	cl := m1.APIClient()
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	_, err := cl.CreateService(ctx, api.ServiceSpec{Name: "web", Mode: api.ModeReplicated, Replicas: replicas,
+		Task:   api.TaskSpec{Image: "hollow/none:1"},
+		Update: &api.UpdateConfig{Parallelism: par, Monitor: 2 * time.Second, FailureAction: api.ActionPause, Order: api.OrderStopFirst}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := waitRunning(m1, "web", replicas, nil, time.Now(), pollInterval, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	if _, err := m1.Shoal("service", "update", "--env-add", "V=2", "--detach", "web"); err != nil {
+		t.Fatal(err)
+	}
+	var firstBatch, allNew, completed time.Duration
+	eventually(t, 3*time.Minute, func() error {
+		tasks, err := cl.Tasks(ctx, api.TaskFilter{Service: "web"})
+		if err != nil {
+			return err
+		}
+		running := 0
+		for _, x := range onSpec(tasks, "V=2") {
+			if x.Status.State == api.TaskRunning {
+				running++
+			}
+		}
+		if firstBatch == 0 && running >= par {
+			firstBatch = time.Since(start)
+		}
+		if allNew == 0 && running == replicas {
+			allNew = time.Since(start)
+		}
+		v, err := cl.Service(ctx, "web")
+		if err != nil {
+			return err
+		}
+		if st := v.UpdateStatus; st != nil && st.State == api.UpdateCompleted {
+			completed = time.Since(start)
+			return nil
+		}
+		return fmt.Errorf("%d of %d on the new spec running, status %+v", running, replicas, v.UpdateStatus)
+	})
+	goal := 10*firstBatch + 2*time.Second
+	if allNew > goal {
+		t.Errorf("all %d on the new spec after %s, want within 10 x %s + 2s = %s", replicas, allNew, firstBatch, goal)
+	}
+	report(t, "hollow: update of %d replicas, parallelism %d, no delay: first batch running %.2fs, all %.2fs (goal <= %.2fs), completed (monitor 2s) %.2fs",
+		replicas, par, firstBatch.Seconds(), allNew.Seconds(), goal.Seconds(), completed.Seconds())
+}
