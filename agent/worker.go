@@ -89,6 +89,10 @@ type runner struct {
 	// state is the state this worker last reported for the task, or the
 	// assigned one before it reported any; guarded by Worker.mu.
 	state api.TaskState
+	// health and healthOutput are the last health this worker reported,
+	// carried in every later report; guarded by Worker.mu.
+	health       api.Health
+	healthOutput string
 }
 
 // taskInfo is what the metrics read of one task a runner owns.
@@ -208,6 +212,11 @@ func (w *Worker) send(t *api.Task, state api.TaskState, msg string, mutate func(
 		if !r.started.IsZero() {
 			st.StartedAt = r.started
 		}
+		if st.Health != "" {
+			r.health, r.healthOutput = st.Health, st.HealthOutput
+		} else {
+			st.Health, st.HealthOutput = r.health, r.healthOutput
+		}
 	}
 	w.mu.Unlock()
 	w.report(api.TaskStatusUpdate{TaskID: t.ID, Status: st})
@@ -265,20 +274,26 @@ func (w *Worker) run(ctx, startCtx context.Context, id string, r *runner) {
 			}
 		}
 	}
+	var check *api.HealthConfig
+	health := api.HealthStarting
 	switch {
 	case t.DesiredState != api.TaskRunning:
 		w.stop(ctx, t, log)
 		return
 	case state == exec.StateRunning:
 		log.Info("adopted running container")
-		if t.Status.State != api.TaskRunning {
+		check = w.healthCheck(ctx, t)
+		if t.Status.State == api.TaskRunning {
+			health = api.HealthHealthy
+		} else if check == nil {
 			w.send(t, api.TaskRunning, "started", nil)
 		}
 		wait()
 	case state == exec.StateExited:
 		wait()
 	default:
-		err := w.start(startCtx, r, t, log)
+		var err error
+		check, err = w.start(startCtx, r, t, log)
 		switch {
 		case err == nil:
 			wait()
@@ -288,13 +303,29 @@ func (w *Worker) run(ctx, startCtx context.Context, id string, r *runner) {
 			// The task should no longer run: the loop below takes the
 			// assignment that says so and stops what may have started.
 			log.Info("start abandoned: the task should no longer run")
+			check = nil
 		default:
 			w.send(t, api.TaskRejected, "start failed", func(s *api.TaskStatus) { s.Err = err.Error() })
 			return
 		}
 	}
+	results := make(chan checkResult)
+	var hs *healthState
+	if check != nil {
+		hs = newHealthState(*check, w.clock.Now(), health)
+		probeCtx, stopProbe := context.WithCancel(ctx)
+		defer stopProbe()
+		go w.probe(probeCtx, id, check, results)
+	}
 	for {
 		select {
+		case res := <-results:
+			if !hs.observe(res) {
+				continue
+			}
+			if w.healthChanged(ctx, t, hs.health, res.output, log) {
+				return
+			}
 		case <-ctx.Done():
 			return // the agent stops; the container keeps running
 		case next := <-r.desired:
@@ -323,6 +354,42 @@ func (w *Worker) run(ctx, startCtx context.Context, id string, r *runner) {
 	}
 }
 
+// healthChanged reports a task's new health: the first healthy result
+// makes a starting task running; unhealthy stops the container and fails
+// the task with the check's output. It returns whether the task ended.
+func (w *Worker) healthChanged(ctx context.Context, t *api.Task, health api.Health, output string, log *slog.Logger) bool {
+	setHealth := func(s *api.TaskStatus) { s.Health, s.HealthOutput = health, output }
+	switch health {
+	case api.HealthHealthy:
+		w.mu.Lock()
+		state := api.TaskRunning
+		if r, ok := w.runners[t.ID]; ok {
+			state = r.state
+		}
+		w.mu.Unlock()
+		if state != api.TaskRunning {
+			w.observeStart(t, w.send(t, api.TaskRunning, "started, healthy", setHealth))
+			log.Info("task running and healthy", "service", t.ServiceName, "slot", t.Slot)
+		}
+		return false
+	case api.HealthUnhealthy:
+		log.Warn("task unhealthy", "output", output)
+		grace := t.Spec.StopGracePeriod
+		if grace == 0 {
+			grace = defaultStopGrace
+		}
+		if err := w.exec.Stop(ctx, t.ID, grace); err != nil && !errors.Is(err, exec.ErrNotFound) {
+			log.Warn("stop unhealthy task", "err", err)
+		}
+		w.send(t, api.TaskFailed, "unhealthy container", func(s *api.TaskStatus) {
+			setHealth(s)
+			s.Err = "unhealthy: " + output
+		})
+		return true
+	}
+	return false
+}
+
 // errUnwanted: the task's desired state changed before it started.
 var errUnwanted = errors.New("agent: task no longer wanted running")
 
@@ -346,25 +413,27 @@ func (w *Worker) acquire(ctx context.Context, r *runner, sem chan struct{}) (rel
 // the image is pulled within the pull limit, the container created and
 // started within the start limit, and the desired state is checked again
 // whenever a place is taken. ctx ends when the task is no longer wanted.
-func (w *Worker) start(ctx context.Context, r *runner, t *api.Task, log *slog.Logger) error {
+// A task with a health check stays starting: start returns its check, and
+// the first healthy result makes it running.
+func (w *Worker) start(ctx context.Context, r *runner, t *api.Task, log *slog.Logger) (*api.HealthConfig, error) {
 	w.send(t, api.TaskAccepted, "accepted", nil)
 	p, pulls := w.exec.(exec.Puller)
 	if pulls {
 		release, err := w.acquire(ctx, r, w.pulls)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		w.send(t, api.TaskPreparing, "preparing", nil)
 		err = p.Pull(ctx, t.Spec.Image)
 		release()
 		if err != nil {
 			log.Warn("pull failed", "image", t.Spec.Image, "err", err)
-			return fmt.Errorf("prepare: %w", err)
+			return nil, fmt.Errorf("prepare: %w", err)
 		}
 	}
 	release, err := w.acquire(ctx, r, w.starts)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer release()
 	if !pulls {
@@ -372,19 +441,28 @@ func (w *Worker) start(ctx context.Context, r *runner, t *api.Task, log *slog.Lo
 	}
 	if err := w.exec.Prepare(ctx, t); err != nil {
 		log.Warn("prepare failed", "err", err)
-		return fmt.Errorf("prepare: %w", err)
+		return nil, fmt.Errorf("prepare: %w", err)
 	}
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
-	w.send(t, api.TaskStarting, "starting", nil)
+	check := w.healthCheck(ctx, t)
+	if check == nil {
+		w.send(t, api.TaskStarting, "starting", nil)
+	} else {
+		w.send(t, api.TaskStarting, "starting, waiting for the health check", func(s *api.TaskStatus) { s.Health = api.HealthStarting })
+	}
 	if err := w.exec.Start(ctx, t.ID); err != nil && !errors.Is(err, exec.ErrExited) {
 		log.Warn("start failed", "err", err)
-		return fmt.Errorf("start: %w", err)
+		return nil, fmt.Errorf("start: %w", err)
+	}
+	if check != nil {
+		log.Info("task started, waiting for the health check", "service", t.ServiceName, "slot", t.Slot)
+		return check, nil
 	}
 	w.observeStart(t, w.send(t, api.TaskRunning, "started", nil))
 	log.Info("task running", "service", t.ServiceName, "slot", t.Slot)
-	return nil
+	return nil, nil
 }
 
 // stop ends a task the cluster no longer wants running.

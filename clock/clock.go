@@ -73,3 +73,17 @@ func (f *Fake) Advance(d time.Duration) {
 		}
 	}
 }
+
+// Tickers returns how many tickers are live, so a test can wait for a
+// goroutine to be waiting on its ticker before it advances the clock.
+func (f *Fake) Tickers() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, t := range f.tickers {
+		if !t.stopped {
+			n++
+		}
+	}
+	return n
+}

@@ -106,3 +106,18 @@ type Stats struct {
 	// docker stats shows it).
 	MemoryBytes uint64
 }
+
+// Checker is an Executor that can run health checks: a command inside a
+// task's running container, and the HEALTHCHECK its image names. The
+// worker runs no checks on an Executor that is no Checker.
+type Checker interface {
+	// Exec runs args in the task's running container with the process
+	// settings of its main process (env, user, workdir), killing it when
+	// ctx ends. It returns the exit code and the first api.MaxHealthOutput
+	// bytes of stdout and stderr together; err is set when the command
+	// could not run or was killed.
+	Exec(ctx context.Context, taskID string, args []string) (exitCode int, output string, err error)
+	// ImageHealthcheck returns the HEALTHCHECK of a present image, nil if
+	// it has none.
+	ImageHealthcheck(ctx context.Context, image string) (*api.HealthConfig, error)
+}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -67,6 +68,8 @@ type Executor struct {
 	onPull      func(time.Duration, error)
 	network     func(*api.Task) (string, string, error)
 	log         *slog.Logger
+	// execSeq numbers exec processes, so checks never share an ID.
+	execSeq atomic.Uint64
 }
 
 var (

@@ -377,6 +377,40 @@ func TestExecutor(t *testing.T) {
 			t.Errorf("Wait: got %d, %v, want 137", r.code, r.err)
 		}
 	})
+
+	t.Run("exec", func(t *testing.T) {
+		t.Parallel()
+		ctx := testCtx(t)
+		id := newID(t, "exec")
+		tk := task(id, api.TaskSpec{Command: []string{"sleep", "1000"}, Env: []string{"FOO=bar"}, Workdir: "/www"})
+		t.Cleanup(func() { e.Remove(context.Background(), id) })
+		if err := e.Prepare(ctx, tk); err != nil {
+			t.Fatalf("Prepare: %v", err)
+		}
+		if _, _, err := e.Exec(ctx, id, []string{"true"}); !errors.Is(err, exec.ErrNotStarted) {
+			t.Errorf("Exec before Start: got %v, want ErrNotStarted", err)
+		}
+		if err := e.Start(ctx, id); err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		code, out, err := e.Exec(ctx, id, []string{"sh", "-c", `echo "$FOO $(pwd)"; echo oops >&2; exit 3`})
+		if err != nil || code != 3 || !strings.Contains(out, "bar /www\n") || !strings.Contains(out, "oops\n") {
+			t.Errorf("Exec: got %d %q %v, want 3 with 'bar /www' and 'oops'", code, out, err)
+		}
+		code, out, err = e.Exec(ctx, id, []string{"sh", "-c", "i=0; while [ $i -lt 1000 ]; do echo 0123456789; i=$((i+1)); done"})
+		if err != nil || code != 0 || len(out) != api.MaxHealthOutput {
+			t.Errorf("chatty Exec: got %d, %d bytes, %v; want 0, %d bytes", code, len(out), err, api.MaxHealthOutput)
+		}
+		tctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		if _, _, err := e.Exec(tctx, id, []string{"sleep", "30"}); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Exec past its timeout: got %v, want a deadline error", err)
+		}
+		hc, err := e.ImageHealthcheck(ctx, imageRef)
+		if err != nil || hc != nil {
+			t.Errorf("ImageHealthcheck of an image with none: got %+v, %v", hc, err)
+		}
+	})
 }
 
 func TestPullFromRegistry(t *testing.T) {

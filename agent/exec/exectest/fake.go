@@ -41,6 +41,9 @@ type Fake struct {
 	calls []Call
 	ctrs  map[string]*container
 	pid   uint32
+	// check and imageHealth answer Exec and ImageHealthcheck (SetCheck).
+	check       func(taskID string, args []string) (int, string, error)
+	imageHealth *api.HealthConfig
 }
 
 type container struct {
@@ -302,4 +305,49 @@ func (f *Fake) Status(taskID string) (exec.ContainerStatus, bool) {
 		return exec.ContainerStatus{}, false
 	}
 	return c.status, true
+}
+
+var _ exec.Checker = (*Fake)(nil)
+
+// SetCheck makes Exec answer with check (nil: exit 0, no output) and
+// ImageHealthcheck with image for every image.
+func (f *Fake) SetCheck(check func(taskID string, args []string) (int, string, error), image *api.HealthConfig) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.check, f.imageHealth = check, image
+}
+
+// Exec records an "exec" call and answers as SetCheck said; it fails with
+// exec.ErrNotStarted unless the task runs.
+func (f *Fake) Exec(ctx context.Context, taskID string, args []string) (int, string, error) {
+	if err := f.record(Call{Op: "exec", TaskID: taskID}); err != nil {
+		return -1, "", err
+	}
+	f.mu.Lock()
+	c, ok := f.ctrs[taskID]
+	check := f.check
+	running := ok && c.status.State == exec.StateRunning
+	f.mu.Unlock()
+	if !ok {
+		return -1, "", exec.ErrNotFound
+	}
+	if !running {
+		return -1, "", exec.ErrNotStarted
+	}
+	if check == nil {
+		return 0, "", nil
+	}
+	return check(taskID, args)
+}
+
+// ImageHealthcheck returns the image check SetCheck gave.
+func (f *Fake) ImageHealthcheck(ctx context.Context, image string) (*api.HealthConfig, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.imageHealth == nil {
+		return nil, nil
+	}
+	h := *f.imageHealth
+	h.Test = append([]string(nil), h.Test...)
+	return &h, nil
 }
