@@ -100,3 +100,37 @@ func benchStoreScope(b *testing.B, nodes, tasks int) {
 		b.Fatalf("%d tasks not assigned", unassigned)
 	}
 }
+
+// BenchmarkIdlePass is one scheduling pass with nothing to do: 1k nodes and
+// 10k running tasks, the cost the leader pays on every task or node event.
+func BenchmarkIdlePass(b *testing.B) {
+	ctx := context.Background()
+	logger := slog.New(slog.DiscardHandler)
+	st := store.New(clock.Real{}, logger)
+	m := &Manager{cfg: Config{Clock: clock.Real{}}, log: logger, store: st, sched: newSchedulerMetrics(nil)}
+	for n := range 1000 {
+		err := st.Update(ctx, func(tx *store.Tx) error {
+			if err := tx.PutNode(&api.Node{ID: fmt.Sprintf("node%05d", n),
+				Spec:        api.NodeSpec{Role: api.RoleWorker, Availability: api.AvailabilityActive},
+				Status:      api.NodeStatus{State: api.NodeStateReady},
+				Description: api.NodeDescription{CPUs: 8, MemoryBytes: 16 << 30, Engine: api.Engine{Available: true}}}); err != nil {
+				return err
+			}
+			for i := range 10 {
+				if err := tx.PutTask(&api.Task{ID: fmt.Sprintf("task%05d-%d", n, i), ServiceID: "svc", NodeID: fmt.Sprintf("node%05d", n),
+					DesiredState: api.TaskRunning, Spec: api.TaskSpec{Image: "registry:5000/app:1", Command: []string{"sleep", "1d"}},
+					Status: api.TaskStatus{State: api.TaskRunning, ContainerID: "c0123456789abcdef"}}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		m.schedulePending(ctx)
+	}
+}
