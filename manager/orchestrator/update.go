@@ -41,9 +41,13 @@ type UpdatePlan struct {
 	NextWake time.Time
 }
 
-// taskReady reports whether a task of the new spec counts as updated.
-// TODO(health): and healthy, once tasks carry a health state.
-func taskReady(t *api.Task) bool { return t.Status.State == api.TaskRunning }
+// taskReady reports whether a task of the new spec counts as updated:
+// running and, with a health check, healthy (the agent keeps a checked task
+// starting until a check passes; the health state is checked as well so a
+// task that turns unhealthy stops counting).
+func taskReady(t *api.Task) bool {
+	return t.Status.State == api.TaskRunning && (t.Status.Health == "" || t.Status.Health == api.HealthHealthy)
+}
 
 // PlanUpdate is the rolling updater as a pure function of a service, all its
 // tasks and the time. It keeps no memory between steps: the progress is

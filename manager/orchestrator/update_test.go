@@ -108,6 +108,23 @@ func TestPlanUpdate(t *testing.T) {
 			want: updateWant{replace: []uint64{2}},
 		},
 		{
+			name: "a running task not healthy yet keeps its worker busy",
+			svc:  updSvc(2, cfg(1, 0, api.ActionPause, 0, api.OrderStopFirst), status(api.UpdateUpdating, time.Minute)),
+			tasks: []*api.Task{
+				withHealth(newTask("a2", 1, api.TaskRunning, api.TaskRunning, time.Second), api.HealthStarting),
+				oldTask("b", 2),
+			},
+		},
+		{
+			name: "a healthy task frees its worker",
+			svc:  updSvc(2, cfg(1, 0, api.ActionPause, 0, api.OrderStopFirst), status(api.UpdateUpdating, time.Minute)),
+			tasks: []*api.Task{
+				withHealth(newTask("a2", 1, api.TaskRunning, api.TaskRunning, time.Second), api.HealthHealthy),
+				oldTask("b", 2),
+			},
+			want: updateWant{replace: []uint64{2}},
+		},
+		{
 			name:  "start-first is passed on",
 			svc:   updSvc(1, cfg(1, 0, api.ActionPause, 0, api.OrderStartFirst), status(api.UpdateUpdating, time.Minute)),
 			tasks: []*api.Task{oldTask("a", 1)},
@@ -360,3 +377,5 @@ func BenchmarkReconcileUpdate(b *testing.B) {
 		Reconcile(t0, svc, tasks, nodes)
 	}
 }
+
+func withHealth(t *api.Task, h api.Health) *api.Task { t.Status.Health = h; return t }
