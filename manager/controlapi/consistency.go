@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/shoal-dev/shoal/api"
@@ -43,11 +42,15 @@ func (e *apiError) Error() string { return e.msg }
 
 func (e *apiError) write(w http.ResponseWriter) { writeError(w, e.code, "%s", e.msg) }
 
-// readBarrier remembers the leader term whose state this manager has caught up with.
+// readBarrier remembers the leader term whose state this manager has caught
+// up with. One caller at a time catches up (the others find it done); the
+// lock is a channel so that a caller waits for it no longer than its context.
 type readBarrier struct {
-	mu  sync.Mutex
-	gen uint64 // Leadership.Gen of the last barrier that passed; 0 for none
+	lock chan struct{}
+	gen  uint64 // Leadership.Gen of the last barrier that passed; 0 for none
 }
+
+func newReadBarrier() readBarrier { return readBarrier{lock: make(chan struct{}, 1)} }
 
 // requestedIndex is the index the client asks this manager to have applied.
 func requestedIndex(r *http.Request) (uint64, error) {
@@ -69,6 +72,9 @@ func (s *Server) catchUp(ctx context.Context, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// Bounded however long the caller is willing to wait.
+	ctx, cancel := context.WithTimeout(ctx, s.leaderWait+2*s.readWait)
+	defer cancel()
 	l, err := s.waitLeader(ctx)
 	if err != nil {
 		return &apiError{http.StatusServiceUnavailable, "no leader: this manager cannot reach a quorum of managers, " +
@@ -112,8 +118,12 @@ func (s *Server) waitLeader(ctx context.Context) (Leadership, error) {
 // leader waits for raft to apply everything committed before its term, a
 // follower for its store to reach the leader's read index.
 func (s *Server) termBarrier(ctx context.Context, l Leadership) error {
-	s.barrier.mu.Lock()
-	defer s.barrier.mu.Unlock()
+	select {
+	case s.barrier.lock <- struct{}{}:
+		defer func() { <-s.barrier.lock }()
+	case <-ctx.Done():
+		return &apiError{http.StatusServiceUnavailable, "this manager is still catching up with the leader " + l.ID + "; try again shortly"}
+	}
 	if s.barrier.gen == l.Gen {
 		return nil
 	}

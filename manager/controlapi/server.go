@@ -125,6 +125,7 @@ func New(cfg Config) *Server {
 		readWait:   cfg.ReadWait,
 		leaderWait: cfg.LeaderWait,
 		fwd:        newForwarder(cfg.ForwardTLS),
+		barrier:    newReadBarrier(),
 	}
 	if s.readWait <= 0 {
 		s.readWait = DefaultReadWait
