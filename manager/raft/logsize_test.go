@@ -58,15 +58,14 @@ func TestLogSizeAfterCycles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		settle(t, r, dir)
 		_, snap := sizes(t, dir)
-		time.Sleep(2 * sizeCheckInterval) // let the size rule see the log
-		_, snap = sizes(t, dir)
 		maxSnap = max(maxSnap, snap)
 		err = store.UpdateEach(ctx, st, ids, func(tx *store.Tx, id string) error { return tx.DeleteTask(id) })
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(2 * sizeCheckInterval)
+		settle(t, r, dir)
 		logB, snapB := sizes(t, dir)
 		maxSnap = max(maxSnap, snapB)
 		t.Logf("cycle %d: log %d B on disk, newest snapshot %d B, biggest %d B", cycle+1, logB, snapB, maxSnap)
@@ -74,6 +73,22 @@ func TestLogSizeAfterCycles(t *testing.T) {
 	logB, snapB := sizes(t, dir)
 	t.Logf("after 3 cycles: log %.2f MB, newest snapshot %.3f MB, biggest snapshot %.2f MB: log/biggest %.2fx",
 		float64(logB)/1e6, float64(snapB)/1e6, float64(maxSnap)/1e6, float64(logB)/float64(maxSnap))
+}
+
+// settle polls until the size rule has nothing left to do.
+func settle(t *testing.T, r *Raft, dir string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, snap := sizes(t, dir)
+		if !snapshotDue(r.fsm.bytes.Load(), uint64(snap)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the size rule did not snapshot within a minute")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 type proposerFunc func(ctx context.Context, data []byte) (any, error)
@@ -84,7 +99,7 @@ func (f proposerFunc) Propose(ctx context.Context, data []byte) (any, error) { r
 // the newest snapshot's state.
 func sizes(t *testing.T, dir string) (logBytes, snapBytes int64) {
 	t.Helper()
-	var newest string
+	var newest int64 // nanoseconds of the newest state.bin's mtime
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -95,8 +110,8 @@ func sizes(t *testing.T, dir string) (logBytes, snapBytes int64) {
 		}
 		switch {
 		case strings.Contains(p, "/snapshots/"):
-			if filepath.Base(p) == "state.bin" && p > newest {
-				newest, snapBytes = p, st.Size
+			if m := st.Mtim.Nano(); filepath.Base(p) == "state.bin" && m > newest {
+				newest, snapBytes = m, st.Size
 			}
 		case strings.Contains(p, "/"+walDir+"/"):
 			logBytes += st.Blocks * 512
