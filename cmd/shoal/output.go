@@ -309,13 +309,22 @@ func writeTaskTable(w io.Writer, tasks []*api.Task, hosts map[string]string, now
 	return tw.Flush()
 }
 
-// currentState is the CURRENT STATE column: "Running 5 seconds ago".
+// currentState is the CURRENT STATE column: "Running 5 seconds ago",
+// with the health of a task that has a check, as docker ps shows it:
+// "Running 5 seconds ago (healthy)", "Starting 1 second ago (health: starting)".
 func currentState(s api.TaskStatus, now time.Time) string {
 	state := title(string(s.State))
-	if s.Timestamp.IsZero() {
-		return state
+	if !s.Timestamp.IsZero() {
+		state += " " + strings.ToLower(humanDuration(now.Sub(s.Timestamp))) + " ago"
 	}
-	return state + " " + strings.ToLower(humanDuration(now.Sub(s.Timestamp))) + " ago"
+	switch s.Health {
+	case "":
+	case api.HealthStarting:
+		state += " (health: starting)"
+	default:
+		state += " (" + string(s.Health) + ")"
+	}
+	return state
 }
 
 // humanDuration says how long d is as docker does: "5 seconds", "About a minute".

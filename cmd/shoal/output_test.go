@@ -273,6 +273,9 @@ func TestCurrentState(t *testing.T) {
 	if got, want := currentState(api.TaskStatus{State: api.TaskNew}, testNow), "New"; got != want {
 		t.Errorf("without a timestamp: got %q, want %q", got, want)
 	}
+	if got, want := currentState(api.TaskStatus{State: api.TaskStarting, Health: api.HealthStarting}, testNow), "Starting (health: starting)"; got != want {
+		t.Errorf("with health: got %q, want %q", got, want)
+	}
 }
 
 func TestEllipsis(t *testing.T) {

@@ -47,6 +47,7 @@ type createFlags struct {
 	endpoint endpointFlags
 
 	update, rollback rolloutFlags
+	health           healthFlags
 }
 
 func (f *createFlags) register(fs *pflag.FlagSet, detach bool) {
@@ -73,6 +74,7 @@ func (f *createFlags) register(fs *pflag.FlagSet, detach bool) {
 	f.endpoint.register(fs)
 	f.update.register(fs, "update", "updated")
 	f.rollback.register(fs, "rollback", "rolled back")
+	f.health.register(fs)
 }
 
 // spec checks the flags and builds the service spec; args are the image and
@@ -189,6 +191,9 @@ func (f *createFlags) spec(args []string) (api.ServiceSpec, error) {
 		}
 	}
 	if t.StopGracePeriod, err = parseDuration("--stop-grace-period", f.stopGracePeriod); err != nil {
+		return spec, err
+	}
+	if t.Healthcheck, err = f.health.apply(nil); err != nil {
 		return spec, err
 	}
 	if err := f.endpoint.apply(&spec); err != nil {

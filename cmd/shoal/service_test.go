@@ -274,6 +274,21 @@ func TestServiceCreateFlags(t *testing.T) {
 				s.Task.StopGracePeriod, s.Task.Workdir, s.Task.User = 90*time.Second, "/srv", "1000:1000"
 			})},
 		{name: "detach explicit", args: []string{"--name", "web", "--detach", "nginx"}, want: base},
+		{name: "health check", args: []string{"--name", "web", "--health-cmd", "wget -qO- localhost || exit 1", "--health-interval", "2s",
+			"--health-timeout", "1s", "--health-retries", "5", "--health-start-period", "10s", "nginx"},
+			want: with(func(s *api.ServiceSpec) {
+				s.Task.Healthcheck = &api.HealthConfig{Test: []string{"CMD-SHELL", "wget -qO- localhost || exit 1"},
+					Interval: 2 * time.Second, Timeout: time.Second, Retries: 5, StartPeriod: 10 * time.Second}
+			})},
+		{name: "health timing only", args: []string{"--name", "web", "--health-interval", "1s", "nginx"},
+			want: with(func(s *api.ServiceSpec) { s.Task.Healthcheck = &api.HealthConfig{Interval: time.Second} })},
+		{name: "no healthcheck", args: []string{"--name", "web", "--no-healthcheck", "nginx"},
+			want: with(func(s *api.ServiceSpec) { s.Task.Healthcheck = &api.HealthConfig{Test: []string{"NONE"}} })},
+		{name: "no healthcheck with a command", args: []string{"--name", "web", "--no-healthcheck", "--health-cmd", "true", "nginx"},
+			wantErr: "--no-healthcheck conflicts with the --health-* flags"},
+		{name: "bad health interval", args: []string{"--name", "web", "--health-interval", "2", "nginx"}, wantErr: `--health-interval "2": want a duration`},
+		{name: "tiny health timeout", args: []string{"--name", "web", "--health-timeout", "1us", "nginx"}, wantErr: `--health-timeout "1us": at least 1ms`},
+		{name: "bad health retries", args: []string{"--name", "web", "--health-retries", "-1", "nginx"}, wantErr: `--health-retries "-1": want a number of checks`},
 
 		{name: "no name", args: []string{"nginx"}, wantErr: "--name is required"},
 		{name: "no image", args: []string{"--name", "web"}, wantErr: `"shoal service create" needs an image`},

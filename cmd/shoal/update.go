@@ -110,6 +110,7 @@ type updateFlags struct {
 	timeout                                          string
 
 	update, rollback rolloutFlags
+	health           healthFlags
 }
 
 func (f *updateFlags) register(fs *pflag.FlagSet, detach bool) {
@@ -142,6 +143,7 @@ func (f *updateFlags) register(fs *pflag.FlagSet, detach bool) {
 	fs.StringVar(&f.timeout, "timeout", "10m", "with --detach=false, give up following after this long")
 	f.update.register(fs, "update", "updated")
 	f.rollback.register(fs, "rollback", "rolled back")
+	f.health.register(fs)
 }
 
 // apply changes spec as the flags say. resolve turns a network name or ID
@@ -282,6 +284,11 @@ func (f *updateFlags) apply(spec *api.ServiceSpec, resolve func(string) (string,
 			return err
 		}
 		t.StopGracePeriod = d
+	}
+	if h, err := f.health.apply(t.Healthcheck); err != nil {
+		return err
+	} else {
+		t.Healthcheck = h
 	}
 
 	for _, ref := range f.networkRm {

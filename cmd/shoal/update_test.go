@@ -73,7 +73,14 @@ func TestServiceUpdateFlags(t *testing.T) {
 			}},
 		{args: []string{"--rollback-parallelism", "0"}, mod: func(s *api.ServiceSpec) { s.Rollback = cfg(func(c *api.UpdateConfig) { c.Parallelism = 0 }) }},
 
+		{args: []string{"--health-cmd", "true", "--health-interval", "2s"}, mod: func(s *api.ServiceSpec) {
+			s.Task.Healthcheck = &api.HealthConfig{Test: []string{"CMD-SHELL", "true"}, Interval: 2 * time.Second}
+		}},
+		{args: []string{"--no-healthcheck"}, mod: func(s *api.ServiceSpec) { s.Task.Healthcheck = &api.HealthConfig{Test: []string{"NONE"}} }},
+		{args: []string{"--health-retries", "0"}, mod: func(s *api.ServiceSpec) {}},
 		{args: []string{"--image", ""}, wantErr: "--image: want a name"},
+		{args: []string{"--health-start-period", "soon"}, wantErr: `--health-start-period "soon": want a duration`},
+		{args: []string{"--no-healthcheck", "--health-retries", "2"}, wantErr: "conflicts"},
 		{args: []string{"--env-add", "NOVALUE"}, wantErr: `--env-add "NOVALUE": want KEY=VALUE`},
 		{args: []string{"--constraint-rm", "node.id==x"}, wantErr: `--constraint-rm "node.id==x": the service has no such constraint`},
 		{args: []string{"--network-rm", "back"}, wantErr: `--network-rm "back": the service is not on that network`},
