@@ -232,7 +232,7 @@ func secs(d time.Duration) float64 { return float64(d.Round(time.Millisecond)) /
 // TestBenchScale is `make bench-scale`: 3 real managers and hollow nodes
 // (1,000 by default) in one shoal-sim process. It prints a table and a
 // BENCH_SCALE line of JSON. Knobs: SHOAL_BENCH_NODES, _REPLICAS, _KILL,
-// _KILL_ROUNDS, _IDLE (seconds), _CYCLES; SHOAL_BENCH_MANAGER_FLAGS adds
+// _KILL_ROUNDS, _IDLE (seconds), _CYCLES, _PHASE_TIMEOUT (seconds, 600); SHOAL_BENCH_MANAGER_FLAGS adds
 // daemon flags to the managers.
 func TestBenchScale(t *testing.T) {
 	testenv.OptIn(t, "SHOAL_BENCH_SCALE", "measures the control plane with hollow nodes")
@@ -246,7 +246,7 @@ func TestBenchScale(t *testing.T) {
 		LoadAvg:  loadAvg(),
 	}
 	rounds := envInt(t, "SHOAL_BENCH_KILL_ROUNDS", 3)
-	phase := 10 * time.Minute
+	phase := time.Duration(envInt(t, "SHOAL_BENCH_PHASE_TIMEOUT", 600)) * time.Second
 	interval := 250 * time.Millisecond // a read of 10k tasks costs the manager; do not hammer it
 	defer func() {
 		if t.Failed() && r.Failed == "" {
@@ -306,7 +306,7 @@ func TestBenchScale(t *testing.T) {
 	}
 	returned := time.Now()
 	r.CreateCallS = secs(returned.Sub(start))
-	took, err := waitRunning(follower, "bench", r.Replicas, nil, returned, interval, phase)
+	took, err := waitRunning(append(followers, leader), "bench", r.Replicas, nil, returned, interval, phase)
 	if err != nil {
 		fail("create -> running", err)
 	}
@@ -353,7 +353,7 @@ func TestBenchScale(t *testing.T) {
 		slow := time.AfterFunc(8*time.Second, func() {
 			fmt.Printf("progress: b. round %d still waiting after 8 s: %s\n", i+1, lagging(follower, "bench", lost))
 		})
-		took, err := waitRunning(follower, "bench", r.Replicas, lost, start, interval, phase)
+		took, err := waitRunning(append(followers, leader), "bench", r.Replicas, lost, start, interval, phase)
 		slow.Stop()
 		if err != nil {
 			fail(fmt.Sprintf("kill round %d", i+1), err)
@@ -414,7 +414,7 @@ func TestBenchScale(t *testing.T) {
 	for i := range r.Cycles {
 		name := fmt.Sprintf("cycle%d", i+1)
 		createService(t, nl, name, r.Replicas)
-		if _, err := waitRunning(nl, name, r.Replicas, lost, time.Now(), interval, phase); err != nil {
+		if _, err := waitRunning(alive, name, r.Replicas, lost, time.Now(), interval, phase); err != nil {
 			fail(name, err)
 		}
 		remove(nl, name)

@@ -134,7 +134,7 @@ func TestScaleSmoke(t *testing.T) {
 
 	start := time.Now()
 	createService(t, m1, "web", replicas)
-	took, err := waitRunning(m1, "web", replicas, nil, start, pollInterval, 2*time.Minute)
+	took, err := waitRunning([]*Host{m1}, "web", replicas, nil, start, pollInterval, 2*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestScaleSmoke(t *testing.T) {
 		gone[k.ID] = true
 	}
 	start = time.Now()
-	took, err = waitRunning(m1, "web", replicas, gone, start, pollInterval, 2*time.Minute)
+	took, err = waitRunning([]*Host{m1}, "web", replicas, gone, start, pollInterval, 2*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +197,7 @@ func TestSimPauseResume(t *testing.T) {
 	sim := n.AddHost("sim").StartSim(c.Token(t, m1, "worker"), m1.IP, 3)
 	waitNodesReady(t, m1, 1, 3, time.Minute)
 	createService(t, m1, "web", replicas)
-	if _, err := waitRunning(m1, "web", replicas, nil, time.Now(), pollInterval, time.Minute); err != nil {
+	if _, err := waitRunning([]*Host{m1}, "web", replicas, nil, time.Now(), pollInterval, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 
@@ -206,7 +206,7 @@ func TestSimPauseResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := paused[0].ID
-	if _, err := waitRunning(m1, "web", replicas, map[string]bool{id: true}, time.Now(), pollInterval, time.Minute); err != nil {
+	if _, err := waitRunning([]*Host{m1}, "web", replicas, map[string]bool{id: true}, time.Now(), pollInterval, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if v, err := m1.Inspect(id); err != nil || v.Status.State != api.NodeStateDown {
@@ -248,7 +248,7 @@ func TestSimPauseResume(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := waitRunning(m1, "web", replicas, nil, time.Now(), pollInterval, time.Minute); err != nil {
+	if _, err := waitRunning([]*Host{m1}, "web", replicas, nil, time.Now(), pollInterval, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -40,14 +41,16 @@ type SimStats struct {
 	RSSPerNode int64          `json:"rss_per_node_bytes"`
 }
 
-// StartSim runs shoal-sim on h with nodes hollow workers joining the
+// StartSim runs shoal-sim (at nice 10) on h with nodes hollow workers joining the
 // manager at managerIP with token; extra flags are passed on.
 func (h *Host) StartSim(token, managerIP string, nodes int, extra ...string) *Sim {
 	h.net.T().Helper()
 	sock := filepath.Join(h.DataDir, "sim.sock")
 	args := []string{"--join", managerIP + ":2377", "--token", token, "--advertise-addr", h.IP,
 		"--nodes", strconv.Itoa(nodes), "--hostname-prefix", h.Name, "--control", sock}
-	p := h.StartProgram(simBin(h.net.T()), append(args, extra...)...)
+	// Niced: on a real cluster workers have machines of their own; here the
+	// simulated ones must not take the CPU the managers under test need.
+	p := h.StartProgram("nice", append(append([]string{"-n", "10", simBin(h.net.T())}, args...), extra...)...)
 	return &Sim{Proc: p, Control: sock, ctl: &http.Client{
 		Timeout: cliTimeout,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -131,25 +134,36 @@ func runningCount(tasks []*api.Task, on map[string]bool) (running, runningOn int
 	return running, runningOn
 }
 
-// waitRunning polls h until service has want tasks running, none of them on
-// the nodes in avoid, reading every interval (a read of 10,000 tasks is
-// not free); it returns how long that took from start.
-func waitRunning(h *Host, service string, want int, avoid map[string]bool, start time.Time, interval, timeout time.Duration) (time.Duration, error) {
-	c := h.APIClient()
-	defer c.Close()
+// waitRunning polls hosts until service has want tasks running, none of
+// them on the nodes in avoid, reading every interval (a read of 10,000 tasks
+// is not free) from the first host that answers; it returns how long that
+// took from start.
+func waitRunning(hosts []*Host, service string, want int, avoid map[string]bool, start time.Time, interval, timeout time.Duration) (time.Duration, error) {
+	var clients []*api.Client
+	for _, h := range hosts {
+		c := h.APIClient()
+		defer c.Close()
+		clients = append(clients, c)
+	}
 	var last error
 	for {
-		ctx, cancel := apiCtx()
-		tasks, err := c.Tasks(ctx, api.TaskFilter{Service: service})
-		cancel()
-		if err == nil {
+		var errs []error
+		for i, c := range clients {
+			ctx, cancel := apiCtx()
+			tasks, err := c.Tasks(ctx, api.TaskFilter{Service: service})
+			cancel()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", hosts[i].Name, err))
+				continue
+			}
 			running, bad := runningCount(tasks, avoid)
 			if running-bad == want {
 				return time.Since(start), nil
 			}
-			err = fmt.Errorf("service %s: %d tasks running (%d of them on lost nodes), want %d elsewhere", service, running, bad, want)
+			errs = []error{fmt.Errorf("service %s: %d tasks running (%d of them on lost nodes), want %d elsewhere", service, running, bad, want)}
+			break
 		}
-		last = err
+		last = errors.Join(errs...)
 		if time.Since(start) > timeout {
 			return time.Since(start), last
 		}

@@ -13,7 +13,8 @@
 #   scripts/bench-scale.sh            # 1,000 nodes, 10,000 replicas
 #   QUICK=1 scripts/bench-scale.sh    # 100 nodes, 1,000 replicas, 10 killed, idle 15 s, 1 cycle
 # Knobs (override either): SHOAL_BENCH_NODES, SHOAL_BENCH_REPLICAS, SHOAL_BENCH_KILL,
-# SHOAL_BENCH_KILL_ROUNDS, SHOAL_BENCH_IDLE (s), SHOAL_BENCH_CYCLES, SHOAL_BENCH_MANAGER_FLAGS.
+# SHOAL_BENCH_KILL_ROUNDS, SHOAL_BENCH_IDLE (s), SHOAL_BENCH_CYCLES, SHOAL_BENCH_PHASE_TIMEOUT (s),
+# SHOAL_BENCH_MANAGER_FLAGS, SHOAL_BENCH_DOWN_GRACE.
 # SHOAL_BIN / SHOAL_SIM_BIN measure those binaries instead of building them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,8 +35,7 @@ fi
 ulimit -n 65536 2>/dev/null || true
 
 echo "machine: $(nproc) cores, $(uptime)"
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+log=$(mktemp /tmp/bench-scale.XXXXXX.log)
 set +e
 SHOAL_BIN="$SHOAL_BIN" SHOAL_SIM_BIN="$SHOAL_SIM_BIN" SHOAL_BENCH_SCALE=1 \
 	go test -count 1 -timeout 90m -run '^TestBenchScale$' -v ./e2e/ 2>&1 | tee "$log" | grep --line-buffered -E '^progress: '
@@ -47,4 +47,9 @@ if [ $status -ne 0 ]; then
 fi
 sed -n '/^bench-scale: [0-9]* hollow nodes, /,/^BENCH_SCALE /p' "$log"
 echo "machine after: $(uptime)"
+if [ $status -ne 0 ]; then
+	echo "full log (with the managers' last lines): $log"
+else
+	rm -f "$log"
+fi
 exit $status
