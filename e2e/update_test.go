@@ -297,7 +297,7 @@ func TestRollingUpdateHollow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := waitRunning(m1, "web", replicas, nil, time.Now(), pollInterval, 2*time.Minute); err != nil {
+	if _, err := waitRunning([]*Host{m1}, "web", replicas, nil, time.Now(), pollInterval, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 
