@@ -46,7 +46,7 @@ type benchScale struct {
 	FollowerRSSMB  float64 `json:"follower_rss_mb"`
 	SimCPUPct      float64 `json:"sim_cpu_pct"`
 	IdleLoad       string  `json:"idle_load"`
-	// d. raft log (growth of the raft-wal segments, 1 MiB steps).
+	// d. raft log (new raft-wal segments during the create, 1 MiB steps).
 	RaftBytesPerTask float64 `json:"raft_log_bytes_per_task"`
 	Cycles           int     `json:"cycles"`
 	RaftLogMB        float64 `json:"raft_log_mb_after_cycles"`
@@ -173,6 +173,53 @@ func raftSizes(dataDir string) (logBytes, snapBytes int64) {
 	return logBytes, snapBytes
 }
 
+// watchSegments notes, every 100 ms until the returned function is called,
+// the raft-wal segment files (*.wal, preallocated to a fixed size) that
+// appear under dir, and then returns the bytes of the new ones: what the
+// log grew by, to one segment, even if a snapshot deleted some meanwhile.
+func watchSegments(dir string) (stop func() int64) {
+	seen := map[string]int64{}
+	scan := func() map[string]int64 {
+		now := map[string]int64{}
+		filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && strings.HasSuffix(path, ".wal") {
+				if info, err := d.Info(); err == nil {
+					now[path] = info.Size()
+				}
+			}
+			return nil
+		})
+		return now
+	}
+	before := scan()
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			for path, size := range scan() {
+				if _, old := before[path]; !old {
+					seen[path] = size
+				}
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	return func() int64 {
+		close(done)
+		<-finished
+		var total int64
+		for _, size := range seen {
+			total += size
+		}
+		return total
+	}
+}
+
 // waitGone waits until service has no tasks left.
 func waitGone(h *Host, service string, timeout time.Duration) error {
 	c := h.APIClient()
@@ -293,7 +340,7 @@ func TestBenchScale(t *testing.T) {
 	fmt.Printf("progress: %d hollow nodes ready in %.1f s (load %s)\n", r.Nodes, r.JoinS, loadAvg())
 
 	// a. create -> all running; the raft log grows by what the tasks cost.
-	raftBefore, _ := raftSizes(leader.DataDir)
+	segs := watchSegments(filepath.Join(leader.DataDir, "raft"))
 	cl := leader.APIClient()
 	start := time.Now()
 	ctx, cancel := apiCtx()
@@ -313,8 +360,7 @@ func TestBenchScale(t *testing.T) {
 	r.CreateRunS = secs(took)
 	r.CreateTasksPS = float64(r.Replicas) / (r.CreateCallS + r.CreateRunS)
 	r.CreateLoad = loadAvg()
-	raftAfter, _ := raftSizes(leader.DataDir)
-	r.RaftBytesPerTask = float64(raftAfter-raftBefore) / float64(r.Replicas)
+	r.RaftBytesPerTask = float64(segs()) / float64(r.Replicas)
 	fmt.Printf("progress: a. %d replicas running %.2f s after create returned (%.0f tasks/s, load %s)\n",
 		r.Replicas, r.CreateRunS, r.CreateTasksPS, r.CreateLoad)
 
