@@ -129,6 +129,7 @@ func TestWorkerHealthCheck(t *testing.T) {
 		if last.Err != "unhealthy: boom" || last.Health != api.HealthUnhealthy {
 			t.Errorf("failed report: got err %q health %q, want %q unhealthy", last.Err, last.Health, "unhealthy: boom")
 		}
+		waitFor(t, "the stop", func() bool { return len(h.stops("t1")) > 0 })
 		if len(h.stops("t1")) != 1 {
 			t.Errorf("stops: got %v, want one", h.stops("t1"))
 		}

@@ -374,6 +374,12 @@ func (w *Worker) healthChanged(ctx context.Context, t *api.Task, health api.Heal
 		return false
 	case api.HealthUnhealthy:
 		log.Warn("task unhealthy", "output", output)
+		// Failed is reported before the stop so that the VIPs, DNS and the
+		// routing mesh drop the task now, not after its stop grace period.
+		w.send(t, api.TaskFailed, "unhealthy container", func(s *api.TaskStatus) {
+			setHealth(s)
+			s.Err = "unhealthy: " + output
+		})
 		grace := t.Spec.StopGracePeriod
 		if grace == 0 {
 			grace = defaultStopGrace
@@ -381,10 +387,6 @@ func (w *Worker) healthChanged(ctx context.Context, t *api.Task, health api.Heal
 		if err := w.exec.Stop(ctx, t.ID, grace); err != nil && !errors.Is(err, exec.ErrNotFound) {
 			log.Warn("stop unhealthy task", "err", err)
 		}
-		w.send(t, api.TaskFailed, "unhealthy container", func(s *api.TaskStatus) {
-			setHealth(s)
-			s.Err = "unhealthy: " + output
-		})
 		return true
 	}
 	return false

@@ -167,13 +167,17 @@ func TestAssignmentsIngress(t *testing.T) {
 	att := api.NetworkAttachment{NetworkID: "ing", Addr: "10.255.0.2/16", MAC: "02:42:0a:ff:00:02"}
 	task := &api.Task{ID: "t1", ServiceID: "s1", NodeID: "n1", DesiredState: api.TaskRunning,
 		Status: api.TaskStatus{State: api.TaskRunning}, Networks: []api.NetworkAttachment{att}}
+	// t2 waits for its first passing health check: a peer, not a backend.
+	att2 := api.NetworkAttachment{NetworkID: "ing", Addr: "10.255.0.3/16", MAC: "02:42:0a:ff:00:03"}
+	starting := &api.Task{ID: "t2", ServiceID: "s1", NodeID: "n1", DesiredState: api.TaskRunning,
+		Status: api.TaskStatus{State: api.TaskStarting, Health: api.HealthStarting}, Networks: []api.NetworkAttachment{att2}}
 	err := f.store.Update(context.Background(), func(tx *store.Tx) error {
 		for _, n := range nodes {
 			if err := tx.PutNode(n); err != nil {
 				return err
 			}
 		}
-		return errors.Join(tx.PutNetwork(ing), tx.PutService(web), tx.PutTask(task))
+		return errors.Join(tx.PutNetwork(ing), tx.PutService(web), tx.PutTask(task), tx.PutTask(starting))
 	})
 	if err != nil {
 		t.Fatalf("put state: %v", err)
@@ -192,6 +196,7 @@ func TestAssignmentsIngress(t *testing.T) {
 		{NetworkAttachment: api.NetworkAttachment{NetworkID: "ing", Addr: "10.255.0.10/16", MAC: "02:42:0a:ff:00:0a"}, NodeID: "n1", NodeAddr: "192.168.0.1"},
 		{NetworkAttachment: api.NetworkAttachment{NetworkID: "ing", Addr: "10.255.0.11/16", MAC: "02:42:0a:ff:00:0b"}, NodeID: "n2", NodeAddr: "192.168.0.2"},
 		{NetworkAttachment: att, TaskID: "t1", NodeAddr: "192.168.0.1"},
+		{NetworkAttachment: att2, TaskID: "t2", NodeAddr: "192.168.0.1"},
 	}
 	if !reflect.DeepEqual(st.Peers, wantPeers) {
 		t.Errorf("peers: got %+v, want %+v", st.Peers, wantPeers)
@@ -199,6 +204,13 @@ func TestAssignmentsIngress(t *testing.T) {
 	wantPub := []api.PublishedPort{{PortConfig: web.Spec.Endpoint.Ports[0], Backends: []string{"10.255.0.2/16"}}}
 	if !reflect.DeepEqual(st.Published, wantPub) {
 		t.Errorf("published: got %+v, want %+v", st.Published, wantPub)
+	}
+	for _, svc := range st.Services {
+		for _, b := range svc.Backends {
+			if b.Addr == att2.Addr {
+				t.Errorf("service %s: the starting task t2 is a backend", svc.Name)
+			}
+		}
 	}
 
 	// A node without an ingress address has nothing to wire.
