@@ -130,7 +130,7 @@ func (n *Network) Update(tasks []*api.Task, st api.NetworkState) {
 	}
 }
 
-// local returns the tasks whose networking must exist now: live tasks with
+// local returns the tasks whose networking must exist now: unfinished tasks with
 // networks whose namespace exists (made here or by an earlier agent).
 func (n *Network) localLocked() []*api.Task {
 	byID := map[string]*api.Task{}
@@ -138,7 +138,9 @@ func (n *Network) localLocked() []*api.Task {
 		if len(t.Networks) == 0 {
 			continue
 		}
-		if t.DesiredState != api.TaskRunning || t.Status.State.Terminal() {
+		// A task wanted stopped keeps its namespace until its container
+		// ends: it still answers while the load balancers drain it.
+		if t.Status.State.Terminal() {
 			delete(n.prepared, t.ID)
 			continue
 		}

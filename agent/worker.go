@@ -18,6 +18,14 @@ import (
 // defaultStopGrace is Swarm's stop grace period.
 const defaultStopGrace = 10 * time.Second
 
+// lbDrain is how long a task that receives traffic keeps running after the
+// cluster stopped wanting it, before its stop signal: the dispatcher drops
+// it from the backends (ingress, VIP, DNS) in the same change, and every
+// node's long poll must receive that and reconcile its nftables before the
+// container stops answering (issue 10: 1 of 233 requests lost without it).
+// Bounded so that service rm is delayed by at most this.
+const lbDrain = time.Second
+
 // Defaults of the worker's limits. Starting a container costs a runc
 // process, a shim, a snapshot and netns set-up: on a 2-core machine 4 at
 // once keep it busy without queueing in containerd. Pulls are few and
@@ -469,6 +477,14 @@ func (w *Worker) start(ctx context.Context, r *runner, t *api.Task, log *slog.Lo
 
 // stop ends a task the cluster no longer wants running.
 func (w *Worker) stop(ctx context.Context, t *api.Task, log *slog.Logger) {
+	if len(t.Networks) > 0 && t.Status.State == api.TaskRunning {
+		tick, stopTick := w.clock.NewTicker(lbDrain)
+		select {
+		case <-tick:
+		case <-ctx.Done():
+		}
+		stopTick()
+	}
 	grace := t.Spec.StopGracePeriod
 	if grace == 0 {
 		grace = defaultStopGrace

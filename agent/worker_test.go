@@ -259,6 +259,29 @@ func TestWorkerStopsOnShutdown(t *testing.T) {
 	}
 }
 
+// A running task on a network (a load-balancer backend) keeps running for
+// lbDrain after the cluster stops wanting it, so every node drops it from
+// its rules before it stops answering; a task never running is not drained.
+func TestWorkerDrainsBackendBeforeStop(t *testing.T) {
+	h := newWorkerHarness(t)
+	tk := newTask("t1", api.TaskRunning, api.TaskAssigned)
+	tk.Networks = []api.NetworkAttachment{{NetworkID: "ingress", Addr: "10.0.0.2/24"}}
+	h.w.Reconcile(h.ctx, []*api.Task{tk})
+	h.waitState(t, "t1", api.TaskRunning)
+	before := h.clk.Tickers()
+
+	h.w.Reconcile(h.ctx, []*api.Task{with(tk, api.TaskShutdown, api.TaskRunning)})
+	waitFor(t, "the drain's ticker", func() bool { return h.clk.Tickers() == before+1 })
+	if stops := h.stops("t1"); len(stops) != 0 {
+		t.Fatalf("stopped during the drain: %v", stops)
+	}
+	h.clk.Advance(lbDrain)
+	h.waitState(t, "t1", api.TaskShutdown)
+	if stops := h.stops("t1"); len(stops) != 1 {
+		t.Errorf("stop calls after the drain: got %v, want one", stops)
+	}
+}
+
 func TestWorkerShutdownBeforeStart(t *testing.T) {
 	h := newWorkerHarness(t)
 	h.w.Reconcile(h.ctx, []*api.Task{newTask("t1", api.TaskShutdown, api.TaskAssigned)})
