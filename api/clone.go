@@ -79,6 +79,8 @@ func (s TaskSpec) Clone() TaskSpec {
 		h.Test = cloneSlice(h.Test)
 		s.Healthcheck = &h
 	}
+	s.Secrets = cloneSlice(s.Secrets)
+	s.Configs = cloneSlice(s.Configs)
 	return s
 }
 

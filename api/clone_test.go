@@ -22,6 +22,8 @@ func TestClone(t *testing.T) {
 		{"Service", func() any { return new(Service) }, func(v any) any { return v.(*Service).Clone() }},
 		{"Task", func() any { return new(Task) }, func(v any) any { return v.(*Task).Clone() }},
 		{"Network", func() any { return new(Network) }, func(v any) any { return v.(*Network).Clone() }},
+		{"Secret", func() any { return new(Secret) }, func(v any) any { return v.(*Secret).Clone() }},
+		{"Config", func() any { return new(Config) }, func(v any) any { return v.(*Config).Clone() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			orig, want := tc.new(), tc.new()

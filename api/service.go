@@ -130,6 +130,9 @@ type TaskSpec struct {
 	// Healthcheck overrides the image's HEALTHCHECK field by field; nil
 	// keeps the image's, Test ["NONE"] turns checks off.
 	Healthcheck *HealthConfig `json:"healthcheck,omitempty"`
+	// Secrets and Configs are files put into the task (api/secret.go).
+	Secrets []SecretReference `json:"secrets,omitempty"`
+	Configs []ConfigReference `json:"configs,omitempty"`
 }
 
 // Resources are what a task reserves (for scheduling) and may use at most (enforced).
@@ -305,6 +308,10 @@ type Assignments struct {
 	NetworkSame bool `json:"network_same,omitempty"`
 	// NetworkSum identifies the network state; pass it back so a change to it ends the wait.
 	NetworkSum string `json:"network_sum"`
+	// Secrets and Configs are the ones the Tasks of this answer reference,
+	// for tasks that should run; a node drops those its tasks no longer need.
+	Secrets []*Secret `json:"secrets,omitempty"`
+	Configs []*Config `json:"configs,omitempty"`
 }
 
 // ApplyTo returns the node's tasks (by ID) and network state once a is

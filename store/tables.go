@@ -12,6 +12,8 @@ const (
 	KindService Kind = "service"
 	KindTask    Kind = "task"
 	KindNetwork Kind = "network"
+	KindSecret  Kind = "secret"
+	KindConfig  Kind = "config"
 )
 
 // To add a kind: a table value below, an entry in tables (append only: the
@@ -61,8 +63,24 @@ var networks = &table[api.Network]{
 	indexes: map[string]func(*api.Network) string{"name": func(n *api.Network) string { return n.Spec.Name }},
 }
 
+var secrets = &table[api.Secret]{
+	clone:   (*api.Secret).Clone,
+	kind:    KindSecret,
+	id:      func(s *api.Secret) string { return s.ID },
+	meta:    func(s *api.Secret) *api.Meta { return &s.Meta },
+	indexes: map[string]func(*api.Secret) string{"name": func(s *api.Secret) string { return s.Spec.Name }},
+}
+
+var configs = &table[api.Config]{
+	clone:   (*api.Config).Clone,
+	kind:    KindConfig,
+	id:      func(c *api.Config) string { return c.ID },
+	meta:    func(c *api.Config) *api.Meta { return &c.Meta },
+	indexes: map[string]func(*api.Config) string{"name": func(c *api.Config) string { return c.Spec.Name }},
+}
+
 // tables is the schema, in a fixed order.
-var tables = []anyTable{nodes, clusters, services, tasks, networks}
+var tables = []anyTable{nodes, clusters, services, tasks, networks, secrets, configs}
 
 var tableByKind = func() map[Kind]anyTable {
 	m := make(map[Kind]anyTable, len(tables))
@@ -105,6 +123,18 @@ type ReadTx interface {
 	Networks() []*api.Network
 	// FindNetworks resolves ref like FindNodes, by ID, ID prefix or name.
 	FindNetworks(ref string) []*api.Network
+	// Secret returns the secret with that ID, or nil.
+	Secret(id string) *api.Secret
+	// Secrets returns all secrets sorted by ID.
+	Secrets() []*api.Secret
+	// FindSecrets resolves ref like FindNodes, by ID, ID prefix or name.
+	FindSecrets(ref string) []*api.Secret
+	// Config returns the config with that ID, or nil.
+	Config(id string) *api.Config
+	// Configs returns all configs sorted by ID.
+	Configs() []*api.Config
+	// FindConfigs resolves ref like FindNodes, by ID, ID prefix or name.
+	FindConfigs(ref string) []*api.Config
 }
 
 func (tx *Tx) Node(id string) *api.Node         { return nodes.get(tx, id) }
@@ -152,3 +182,23 @@ func (tx *Tx) PutNetwork(n *api.Network) error { return networks.put(tx, n) }
 
 // DeleteNetwork deletes a network; ErrNotFound if tx does not see it.
 func (tx *Tx) DeleteNetwork(id string) error { return networks.del(tx, id) }
+
+func (tx *Tx) Secret(id string) *api.Secret         { return secrets.get(tx, id) }
+func (tx *Tx) Secrets() []*api.Secret               { return secrets.list(tx) }
+func (tx *Tx) FindSecrets(ref string) []*api.Secret { return secrets.find(tx, ref, "name") }
+
+// PutSecret creates (Meta.Version 0) or replaces (Meta.Version as read) a secret.
+func (tx *Tx) PutSecret(s *api.Secret) error { return secrets.put(tx, s) }
+
+// DeleteSecret deletes a secret; ErrNotFound if tx does not see it.
+func (tx *Tx) DeleteSecret(id string) error { return secrets.del(tx, id) }
+
+func (tx *Tx) Config(id string) *api.Config         { return configs.get(tx, id) }
+func (tx *Tx) Configs() []*api.Config               { return configs.list(tx) }
+func (tx *Tx) FindConfigs(ref string) []*api.Config { return configs.find(tx, ref, "name") }
+
+// PutConfig creates (Meta.Version 0) or replaces (Meta.Version as read) a config.
+func (tx *Tx) PutConfig(c *api.Config) error { return configs.put(tx, c) }
+
+// DeleteConfig deletes a config; ErrNotFound if tx does not see it.
+func (tx *Tx) DeleteConfig(id string) error { return configs.del(tx, id) }

@@ -141,7 +141,7 @@ func (a *app) rootCmd() *cobra.Command {
 
 	root.AddCommand(
 		a.initCmd(), a.joinCmd(), a.agentCmd(),
-		a.infoCmd(), a.serviceCmd(), a.nodeCmd(), a.networkCmd(), a.joinTokenCmd(), a.leaveCmd(),
+		a.infoCmd(), a.serviceCmd(), a.nodeCmd(), a.networkCmd(), a.secretCmd(), a.configCmd(), a.joinTokenCmd(), a.leaveCmd(),
 	)
 	return root
 }

@@ -48,6 +48,7 @@ type createFlags struct {
 
 	update, rollback rolloutFlags
 	health           healthFlags
+	files            fileFlags
 }
 
 func (f *createFlags) register(fs *pflag.FlagSet, detach bool) {
@@ -75,6 +76,7 @@ func (f *createFlags) register(fs *pflag.FlagSet, detach bool) {
 	f.update.register(fs, "update", "updated")
 	f.rollback.register(fs, "rollback", "rolled back")
 	f.health.register(fs)
+	f.files.registerCreate(fs)
 }
 
 // spec checks the flags and builds the service spec; args are the image and
@@ -194,6 +196,9 @@ func (f *createFlags) spec(args []string) (api.ServiceSpec, error) {
 		return spec, err
 	}
 	if t.Healthcheck, err = f.health.apply(nil); err != nil {
+		return spec, err
+	}
+	if err := f.files.applyCreate(t); err != nil {
 		return spec, err
 	}
 	if err := f.endpoint.apply(&spec); err != nil {

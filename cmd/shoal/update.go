@@ -111,6 +111,7 @@ type updateFlags struct {
 
 	update, rollback rolloutFlags
 	health           healthFlags
+	files            fileFlags
 }
 
 func (f *updateFlags) register(fs *pflag.FlagSet, detach bool) {
@@ -144,6 +145,7 @@ func (f *updateFlags) register(fs *pflag.FlagSet, detach bool) {
 	f.update.register(fs, "update", "updated")
 	f.rollback.register(fs, "rollback", "rolled back")
 	f.health.register(fs)
+	f.files.registerUpdate(fs)
 }
 
 // apply changes spec as the flags say. resolve turns a network name or ID
@@ -289,6 +291,9 @@ func (f *updateFlags) apply(spec *api.ServiceSpec, resolve func(string) (string,
 		return err
 	} else {
 		t.Healthcheck = h
+	}
+	if err := f.files.applyUpdate(t); err != nil {
+		return err
 	}
 
 	for _, ref := range f.networkRm {

@@ -161,6 +161,7 @@ func New(cfg Config) *Server {
 	s.route("GET /v1/networks", managers, false, s.listNetworks)
 	s.route("GET /v1/networks/{ref}", managers, false, s.getNetwork)
 	s.route("DELETE /v1/networks/{ref}", managers, true, s.removeNetwork)
+	s.routeSecrets()
 	return s
 }
 

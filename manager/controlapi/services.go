@@ -167,6 +167,9 @@ func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
 		if err := resolveNetworks(tx, &svc.Spec, ""); err != nil {
 			return err
 		}
+		if err := resolveFileRefs(tx, &svc.Spec.Task); err != nil {
+			return err
+		}
 		return tx.PutService(svc)
 	})
 	if err != nil {
@@ -262,6 +265,9 @@ func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
 			}
 			next = *u.Spec
 			if err := resolveNetworks(tx, &next, svc.ID); err != nil {
+				return err
+			}
+			if err := resolveFileRefs(tx, &next.Task); err != nil {
 				return err
 			}
 		}
