@@ -70,6 +70,7 @@ func (s TaskSpec) Clone() TaskSpec {
 	s.Command = cloneSlice(s.Command)
 	s.Env = cloneSlice(s.Env)
 	s.Placement.Constraints = cloneSlice(s.Placement.Constraints)
+	s.Placement.Preferences = cloneSlice(s.Placement.Preferences)
 	if s.Restart.Delay != nil {
 		d := *s.Restart.Delay
 		s.Restart.Delay = &d

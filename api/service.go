@@ -12,6 +12,9 @@ type ServiceMode string
 const (
 	ModeReplicated ServiceMode = "replicated"
 	ModeGlobal     ServiceMode = "global"
+	// Jobs run their tasks to completion (see job.go).
+	ModeReplicatedJob ServiceMode = "replicated-job"
+	ModeGlobalJob     ServiceMode = "global-job"
 )
 
 // Service is desired state: what to run and how many.
@@ -26,6 +29,9 @@ type Service struct {
 	// UpdateStatus is where the last rolling update (or rollback) is; nil
 	// until the orchestrator starts one.
 	UpdateStatus *UpdateStatus `json:"update_status,omitempty"`
+	// JobIteration counts the runs of a job: every update of a job's
+	// service starts a new one (see job.go).
+	JobIteration uint64 `json:"job_iteration,omitempty"`
 }
 
 // UpdateState is the state of a rolling update, Swarm's names.
@@ -110,6 +116,9 @@ type ServiceSpec struct {
 	// defaults (DefaultUpdateConfig).
 	Update   *UpdateConfig `json:"update_config,omitempty"`
 	Rollback *UpdateConfig `json:"rollback_config,omitempty"`
+	// MaxConcurrent is how many tasks of a replicated job run at once; 0
+	// means all of them (Replicas, the job's total completions).
+	MaxConcurrent uint64 `json:"max_concurrent,omitempty"`
 }
 
 // TaskSpec is the template every task of a service runs.
@@ -185,6 +194,11 @@ type Placement struct {
 	// Constraints like "node.labels.zone==a", "node.role!=manager",
 	// "node.hostname==h1", "node.id==ID", "node.platform.os==linux".
 	Constraints []string `json:"constraints,omitempty"`
+	// Preferences spread tasks over the values of node labels, the first
+	// preference first (see placement.go).
+	Preferences []PlacementPreference `json:"preferences,omitempty"`
+	// MaxReplicas caps the tasks of the service on one node; 0: no cap.
+	MaxReplicas uint64 `json:"max_replicas_per_node,omitempty"`
 }
 
 // TaskState is where a task is in its life.
@@ -239,6 +253,9 @@ type Task struct {
 	// one after the other, soon after they started (or never started):
 	// the orchestrator waits longer before each further restart.
 	QuickExits uint64 `json:"quick_exits,omitempty"`
+	// JobIteration is the run of a job the task belongs to (the service's
+	// JobIteration when it was created).
+	JobIteration uint64 `json:"job_iteration,omitempty"`
 }
 
 // TaskStatus is what managers and the agent observed.
@@ -280,6 +297,9 @@ type ServiceView struct {
 	Desired uint64 `json:"desired"`
 	// Running is the number of its tasks running now.
 	Running uint64 `json:"running"`
+	// Completed is, for a job, the number of its tasks of the current
+	// run that completed (Desired is then the completions wanted).
+	Completed uint64 `json:"completed,omitempty"`
 }
 
 // TaskFilter selects tasks in a listing; empty fields match everything.

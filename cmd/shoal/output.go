@@ -225,8 +225,8 @@ func writeServiceTable(w io.Writer, services []api.ServiceView) error {
 	}
 	fmt.Fprintln(tw, head)
 	for _, s := range services {
-		line := fmt.Sprintf("%s\t%s\t%s\t%d/%d\t%s",
-			shortID(s.ID), s.Spec.Name, s.Spec.Mode, s.Running, s.Desired, shortImage(s.Spec.Task.Image))
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s",
+			shortID(s.ID), s.Spec.Name, s.Spec.Mode, replicasText(s), shortImage(s.Spec.Task.Image))
 		if withUpdate {
 			update := "-"
 			if st := s.UpdateStatus; st != nil {

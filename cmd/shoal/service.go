@@ -49,11 +49,12 @@ type createFlags struct {
 	update, rollback rolloutFlags
 	health           healthFlags
 	files            fileFlags
+	sched            schedFlags
 }
 
 func (f *createFlags) register(fs *pflag.FlagSet, detach bool) {
 	fs.StringVar(&f.name, "name", "", "service name (required)")
-	fs.StringVar(&f.mode, "mode", string(api.ModeReplicated), "replicated or global (one task per node)")
+	fs.StringVar(&f.mode, "mode", string(api.ModeReplicated), "replicated, global (one task per node), replicated-job or global-job (tasks run to completion)")
 	fs.StringVar(&f.replicas, "replicas", "", "number of tasks of a replicated service (default 1)")
 	fs.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable, KEY=VALUE (repeatable)")
 	fs.StringArrayVarP(&f.labels, "label", "l", nil,
@@ -77,6 +78,7 @@ func (f *createFlags) register(fs *pflag.FlagSet, detach bool) {
 	f.rollback.register(fs, "rollback", "rolled back")
 	f.health.register(fs)
 	f.files.registerCreate(fs)
+	f.sched.register(fs, false)
 }
 
 // spec checks the flags and builds the service spec; args are the image and
@@ -88,7 +90,7 @@ func (f *createFlags) spec(args []string) (api.ServiceSpec, error) {
 	}
 	spec.Name = f.name
 	switch m := api.ServiceMode(f.mode); m {
-	case api.ModeReplicated:
+	case api.ModeReplicated, api.ModeReplicatedJob:
 		spec.Mode = m
 		spec.Replicas = 1
 		if f.replicas != "" {
@@ -98,13 +100,13 @@ func (f *createFlags) spec(args []string) (api.ServiceSpec, error) {
 			}
 			spec.Replicas = n
 		}
-	case api.ModeGlobal:
+	case api.ModeGlobal, api.ModeGlobalJob:
 		spec.Mode = m
 		if f.replicas != "" {
 			return spec, errors.New("--replicas: a global service runs one task per node and takes no replica count")
 		}
 	default:
-		return spec, fmt.Errorf("--mode %q: want replicated or global", f.mode)
+		return spec, fmt.Errorf("--mode %q: want replicated, global, replicated-job or global-job", f.mode)
 	}
 
 	for _, kv := range f.labels {
@@ -202,6 +204,9 @@ func (f *createFlags) spec(args []string) (api.ServiceSpec, error) {
 		return spec, err
 	}
 	if err := f.endpoint.apply(&spec); err != nil {
+		return spec, err
+	}
+	if err := f.sched.apply(&spec); err != nil {
 		return spec, err
 	}
 	if spec.Update, err = f.update.apply(nil); err != nil {
@@ -343,6 +348,10 @@ func (a *app) converge(ctx context.Context, c *api.Client, svc api.ServiceView, 
 			return fmt.Errorf("verify service %s: %w", svc.Spec.Name, err)
 		}
 		progress := fmt.Sprintf("%d/%d tasks running", v.Running, v.Desired)
+		done := v.Running == v.Desired && (v.Spec.Mode != api.ModeGlobal || v.Desired > 0)
+		if v.Spec.Mode.IsJob() {
+			progress, done = jobProgress(v)
+		}
 		if progress != lastProgress {
 			fmt.Fprintln(a.stdout, progress)
 			lastProgress = progress
@@ -354,7 +363,7 @@ func (a *app) converge(ctx context.Context, c *api.Client, svc api.ServiceView, 
 				fmt.Fprintf(a.stdout, "%s: %s\n", taskName(t), e)
 			}
 		}
-		if v.Running == v.Desired && (v.Spec.Mode != api.ModeGlobal || v.Desired > 0) {
+		if done {
 			fmt.Fprintln(a.stdout, "verify: Service converged")
 			return nil
 		}

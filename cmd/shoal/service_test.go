@@ -292,7 +292,7 @@ func TestServiceCreateFlags(t *testing.T) {
 
 		{name: "no name", args: []string{"nginx"}, wantErr: "--name is required"},
 		{name: "no image", args: []string{"--name", "web"}, wantErr: `"shoal service create" needs an image`},
-		{name: "bad mode", args: []string{"--name", "web", "--mode", "daemon", "nginx"}, wantErr: `--mode "daemon": want replicated or global`},
+		{name: "bad mode", args: []string{"--name", "web", "--mode", "daemon", "nginx"}, wantErr: `--mode "daemon": want replicated, global, replicated-job or global-job`},
 		{name: "global with replicas", args: []string{"--name", "web", "--mode", "global", "--replicas", "2", "nginx"},
 			wantErr: "--replicas: a global service runs one task per node"},
 		{name: "bad replicas", args: []string{"--name", "web", "--replicas", "-1", "nginx"}, wantErr: `--replicas "-1": want a number of tasks`},

@@ -112,6 +112,7 @@ type updateFlags struct {
 	update, rollback rolloutFlags
 	health           healthFlags
 	files            fileFlags
+	sched            schedFlags
 }
 
 func (f *updateFlags) register(fs *pflag.FlagSet, detach bool) {
@@ -146,6 +147,7 @@ func (f *updateFlags) register(fs *pflag.FlagSet, detach bool) {
 	f.rollback.register(fs, "rollback", "rolled back")
 	f.health.register(fs)
 	f.files.registerUpdate(fs)
+	f.sched.register(fs, true)
 }
 
 // apply changes spec as the flags say. resolve turns a network name or ID
@@ -160,7 +162,7 @@ func (f *updateFlags) apply(spec *api.ServiceSpec, resolve func(string) (string,
 		t.Image = f.image
 	}
 	if f.set("replicas") {
-		if spec.Mode != api.ModeReplicated {
+		if !spec.Mode.IsReplicated() {
 			return errors.New("--replicas: a global service runs one task per node and takes no replica count")
 		}
 		n, err := strconv.ParseUint(f.replicas, 10, 64)
@@ -338,6 +340,9 @@ func (f *updateFlags) apply(spec *api.ServiceSpec, resolve func(string) (string,
 		return errors.New("--publish-add needs endpoint mode vip: the routing mesh balances over a virtual IP")
 	}
 
+	if err := f.sched.apply(spec); err != nil {
+		return err
+	}
 	var err error
 	if spec.Update, err = f.update.apply(spec.Update); err != nil {
 		return err
@@ -459,6 +464,9 @@ func (a *app) serviceUpdateCmd() *cobra.Command {
 				fmt.Fprintln(a.stdout, cur.Spec.Name)
 				if f.detach {
 					return nil
+				}
+				if v.Spec.Mode.IsJob() { // a new run, not a rolling update
+					return a.converge(ctx, c, v, timeout, f.timeout)
 				}
 				return a.followUpdate(ctx, c, v, false, timeout, f.timeout)
 			})

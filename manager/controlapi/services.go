@@ -31,15 +31,21 @@ func (s *Server) validateSpec(spec *api.ServiceSpec) error {
 	switch spec.Mode {
 	case "":
 		spec.Mode = api.ModeReplicated
-	case api.ModeReplicated, api.ModeGlobal:
+	case api.ModeReplicated, api.ModeGlobal, api.ModeReplicatedJob, api.ModeGlobalJob:
 	default:
-		return badRequest("mode %q: want replicated or global", spec.Mode)
+		return badRequest("mode %q: want replicated, global, replicated-job or global-job", spec.Mode)
 	}
-	if spec.Mode == api.ModeGlobal && spec.Replicas != 0 {
+	if spec.Mode.IsGlobal() && spec.Replicas != 0 {
 		return badRequest("replicas: a global service runs one task per node and takes no replica count")
 	}
 	if spec.Replicas > 10000 {
 		return badRequest("replicas %d: at most 10000", spec.Replicas)
+	}
+	if err := validateJob(spec); err != nil {
+		return err
+	}
+	if err := validatePlacement(spec); err != nil {
+		return err
 	}
 	t := &spec.Task
 	if strings.TrimSpace(t.Image) == "" {
@@ -126,6 +132,10 @@ func validateUpdateConfig(name string, c *api.UpdateConfig) error {
 
 func (s *Server) serviceView(tx store.ReadTx, svc *api.Service) api.ServiceView {
 	v := api.ServiceView{Service: *svc}
+	if svc.Spec.Mode.IsJob() {
+		jobCounts(&v, tx.TasksOfService(svc.ID))
+		return v
+	}
 	if svc.Spec.Mode == api.ModeReplicated {
 		v.Desired = svc.Spec.Replicas
 	}
@@ -247,6 +257,9 @@ func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
 			return fmt.Errorf("service %s changed since version %d (now %d): read it again: %w", svc.Spec.Name, u.Version, svc.Meta.Version, store.ErrConflict)
 		}
 		if u.Rollback {
+			if svc.Spec.Mode.IsJob() {
+				return badRequest("service %s is a job: jobs have no rollback; update it to run it again", svc.Spec.Name)
+			}
 			if svc.PreviousSpec == nil {
 				return badRequest("service %s has no previous spec to roll back to", svc.Spec.Name)
 			}
@@ -272,8 +285,8 @@ func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if u.Replicas != nil {
-			if svc.Spec.Mode != api.ModeReplicated {
-				return badRequest("service %s is global: it cannot be scaled", svc.Spec.Name)
+			if !svc.Spec.Mode.IsReplicated() {
+				return badRequest("service %s is %s: it cannot be scaled", svc.Spec.Name, svc.Spec.Mode)
 			}
 			if *u.Replicas > 10000 {
 				return badRequest("replicas %d: at most 10000", *u.Replicas)
@@ -286,6 +299,10 @@ func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
 		// As Swarm: the orchestrator starts a new update (or none when no
 		// task is outdated); a paused one resumes with its count reset.
 		svc.UpdateStatus = nil
+		if svc.Spec.Mode.IsJob() {
+			// As Swarm: every update of a job runs it again.
+			svc.JobIteration++
+		}
 		return tx.PutService(svc)
 	})
 	if err != nil {

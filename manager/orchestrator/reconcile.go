@@ -110,7 +110,9 @@ func Reconcile(now time.Time, svc *api.Service, tasks []*api.Task, nodes []*api.
 	}
 	sorted := slices.Clone(tasks)
 	slices.SortFunc(sorted, olderFirst)
-	if svc != nil {
+	if svc != nil && svc.Spec.Mode.IsJob() {
+		r.job = true // no rolling updates: every update is a new run
+	} else if svc != nil {
 		r.specJSON = specKey(&svc.Spec.Task)
 		r.outdatedMemo = make(map[*api.Task]bool, len(sorted))
 		up := planUpdate(now, svc, sorted, r.outdated)
@@ -136,7 +138,9 @@ func Reconcile(now time.Time, svc *api.Service, tasks []*api.Task, nodes []*api.
 	switch {
 	case svc == nil:
 		r.removed(sorted)
-	case svc.Spec.Mode == api.ModeGlobal:
+	case svc.Spec.Mode == api.ModeReplicatedJob:
+		r.replicatedJob(sorted)
+	case svc.Spec.Mode.IsGlobal():
 		r.specJSON = specKey(&svc.Spec.Task)
 		cs, err := scheduler.ParseConstraints(svc.Spec.Task.Placement.Constraints)
 		r.constraints, r.constraintsOK = cs, err == nil
@@ -158,6 +162,8 @@ type reconciler struct {
 	startFirst    bool
 	constraints   []scheduler.Constraint
 	constraintsOK bool
+	// job: the service runs to completion (see job.go).
+	job bool
 
 	plan    Plan
 	order   []string             // IDs of updated tasks, in the order first changed
@@ -233,7 +239,7 @@ func (r *reconciler) global(tasks []*api.Task) {
 			r.retire(ts, MsgConstraints)
 			r.trim(ts, 0, limit)
 		case n.Status.State == api.NodeStateReady && n.Spec.Availability == api.AvailabilityActive:
-			created := r.fill(ts, 0, id, true)
+			created := r.fill(r.currentRun(ts), 0, id, true)
 			r.trim(ts, created, limit)
 		default: // paused, or not known to be ready: leave it be
 			r.fill(ts, 0, id, false)
@@ -422,6 +428,9 @@ func (r *reconciler) matches(n *api.Node) bool {
 // outdated reports whether t runs an older spec than the service's. The
 // answer is remembered: a spec's JSON costs, and the updater asks too.
 func (r *reconciler) outdated(t *api.Task) bool {
+	if r.job {
+		return t.JobIteration != r.svc.JobIteration
+	}
 	if o, ok := r.outdatedMemo[t]; ok {
 		return o
 	}
@@ -508,6 +517,7 @@ func (r *reconciler) create(slot uint64, nodeID string, quickExits uint64) {
 		DesiredState: api.TaskRunning,
 		Status:       api.TaskStatus{State: api.TaskPending, Timestamp: r.now, Message: MsgPending},
 		QuickExits:   quickExits,
+		JobIteration: r.svc.JobIteration,
 	})
 }
 

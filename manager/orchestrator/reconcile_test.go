@@ -166,7 +166,7 @@ func checkConverged(t *testing.T, now time.Time, svc *api.Service, tasks []*api.
 			continue
 		}
 		key := fmt.Sprintf("slot %d", task.Slot)
-		if svc != nil && svc.Spec.Mode == api.ModeGlobal {
+		if svc != nil && svc.Spec.Mode.IsGlobal() {
 			key = "node " + task.NodeID
 		}
 		if other, ok := occupied[key]; ok {

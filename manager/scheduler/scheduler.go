@@ -32,6 +32,7 @@ type groupKey struct {
 	nanoCPUs    int64
 	memoryBytes int64
 	constraints string
+	prefs       string // preferences and the cap per node (prefsKey)
 }
 
 func keyOf(t *api.Task) groupKey {
@@ -41,6 +42,7 @@ func keyOf(t *api.Task) groupKey {
 		service:     t.ServiceID,
 		nanoCPUs:    r.NanoCPUs,
 		memoryBytes: r.MemoryBytes,
+		prefs:       prefsKey(&t.Spec.Placement),
 	}
 	switch cs := t.Spec.Placement.Constraints; len(cs) {
 	case 0:
@@ -59,7 +61,10 @@ func keyOf(t *api.Task) groupKey {
 // constraint and has the task's reservations free. A task that already
 // names its node (a global service's task) is checked against that node
 // only. Any other task goes to the eligible node with the fewest tasks of
-// its service, then the fewest tasks, then the smallest ID.
+// its service, then the fewest tasks, then the smallest ID; with placement
+// preferences it first goes to the label value with the fewest tasks of its
+// service (placePreferred). Placement.MaxReplicas caps a service's tasks
+// per node.
 //
 // Tasks are handled in groups of the same service, reservations and
 // constraints, in the order each group first appears in pending; groups of
@@ -107,16 +112,19 @@ func Schedule(s *Snapshot, pending []*api.Task) Result {
 	for _, g := range order {
 		ts := groups[g]
 		first := pending[ts[0]]
-		p, err := NewPipeline(&first.Spec)
+		p, err := taskPipeline(first)
 		if err != nil {
 			for _, ti := range ts {
 				reasons[ti] = err.Error()
 			}
 			continue
 		}
-		if first.NodeID != "" {
+		switch {
+		case first.NodeID != "":
 			r.placePinned(p, pending, ts, placed, reasons)
-		} else {
+		case len(first.Spec.Placement.Preferences) > 0:
+			r.placePreferred(p, keyOf(first).constraints, pending, ts, placed, reasons)
+		default:
 			r.placeSpread(p, keyOf(first).constraints, pending, ts, placed, reasons)
 		}
 	}
