@@ -56,6 +56,7 @@ type Agent struct {
 	current string // API address of the manager that answered last
 
 	status *statusQueue
+	files  *fileStore
 	exec   exec.Executor // set once the engine is connected
 	worker *Worker       // set once the engine is connected
 
@@ -78,6 +79,7 @@ func New(cfg Config) *Agent {
 	}
 	a.engine = api.Engine{Name: "containerd", Error: "not probed yet"}
 	a.status = newStatusQueue()
+	a.files = newFileStore()
 	return a
 }
 

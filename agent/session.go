@@ -128,6 +128,7 @@ func (a *Agent) runAssignments(ctx context.Context) {
 		}
 		since, networkSum = got.Index, got.NetworkSum
 		tasks, network = got.ApplyTo(tasks, network)
+		a.files.update(got, tasks)
 		if a.cfg.Network != nil {
 			// Links, peers, names and VIPs first: tasks about to start need them.
 			a.cfg.Network.Update(tasks, network)

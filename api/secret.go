@@ -123,7 +123,7 @@ func ValidateTarget(kind, name, target string) error {
 		return fmt.Errorf("%s %s: empty target", kind, name)
 	}
 	if strings.ContainsRune(target, 0) || path.Clean(target) != target || slices.Contains(strings.Split(target, "/"), "..") {
-		return fmt.Errorf("%s %s: target %q: want a clean path without ..", kind, name, target)
+		return fmt.Errorf("%s %s: target %q: want a clean path with no .. in it", kind, name, target)
 	}
 	if target == "/" || target == SecretsDir {
 		return fmt.Errorf("%s %s: target %q: want a file, not a directory", kind, name, target)

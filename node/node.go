@@ -336,6 +336,7 @@ func (n *Node) serve(ctx context.Context, resumed bool) error {
 				InsecureRegistries: n.cfg.InsecureRegistries,
 				OnPull:             func(took time.Duration, err error) { n.agent.ObservePull(took, err) },
 				Network:            network.Prepare,
+				Files:              func(t *api.Task) ([]exec.File, error) { return n.agent.TaskFiles(t) },
 				Logger:             n.log,
 			})
 		},

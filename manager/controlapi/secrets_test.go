@@ -91,7 +91,7 @@ func TestServiceFileRefs(t *testing.T) {
 		{"unknown config", spec(nil, []api.ConfigReference{{Name: "nope"}}), `config "nope" not found`},
 		{"same target", spec([]api.SecretReference{{Name: "db_password"}, {Name: "tls_key", Target: "db_password"}}, nil),
 			"target /run/secrets/db_password is also the target of secret db_password"},
-		{"dotdot", spec([]api.SecretReference{{Name: "db_password", Target: "../etc/passwd"}}, nil), "want a clean path without .."},
+		{"dotdot", spec([]api.SecretReference{{Name: "db_password", Target: "../etc/passwd"}}, nil), "want a clean path with no .. in it"},
 		{"bad uid", spec([]api.SecretReference{{Name: "db_password", UID: "root"}}, nil), `uid "root": want a number`},
 		{"bad mode", spec([]api.SecretReference{{Name: "db_password", Mode: 0o4755}}, nil), "at most 0777"},
 	}

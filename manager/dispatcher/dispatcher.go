@@ -70,6 +70,7 @@ type Dispatcher struct {
 	batchSizes prometheus.Histogram
 	sessions   prometheus.GaugeFunc
 	changes    *prometheus.CounterVec
+	files      *fileMetrics
 }
 
 // New returns a dispatcher; call Run while this manager leads.
@@ -100,6 +101,7 @@ func New(cfg Config) *Dispatcher {
 	if cfg.Registry != nil {
 		cfg.Registry.MustRegister(d.heartbeats, d.sessions, d.changes, d.batchSizes)
 	}
+	d.files = newFileMetrics(cfg.Registry)
 	return d
 }
 

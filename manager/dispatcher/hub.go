@@ -34,6 +34,8 @@ type hub struct {
 	nodes        map[string]*api.Node
 	networks     map[string]*api.Network
 	services     map[string]*api.Service
+	secrets      map[string]*api.Secret
+	configs      map[string]*api.Config
 	perNode      map[string]*nodeTasks
 	net          *netView
 	// managers are the managers' endpoints, handed out with every beat.
@@ -123,6 +125,13 @@ func (h *hub) reset(tx store.ReadTx, index uint64) {
 	for _, s := range tx.Services() {
 		h.services[s.ID] = s
 	}
+	h.secrets, h.configs = map[string]*api.Secret{}, map[string]*api.Config{}
+	for _, s := range tx.Secrets() {
+		h.secrets[s.ID] = s
+	}
+	for _, c := range tx.Configs() {
+		h.configs[c.ID] = c
+	}
 	if first {
 		h.start, h.perNode = index, map[string]*nodeTasks{}
 	}
@@ -173,6 +182,10 @@ func (h *hub) apply(tx store.ReadTx, batch []store.Event) {
 			case store.KindService:
 				setOrDelete(h.services, c.ID, tx.Service(c.ID))
 				netChanged = true
+			case store.KindSecret:
+				setOrDelete(h.secrets, c.ID, tx.Secret(c.ID))
+			case store.KindConfig:
+				setOrDelete(h.configs, c.ID, tx.Config(c.ID))
 			}
 		}
 	}
@@ -302,6 +315,7 @@ func (h *hub) answer(nodeID string, since uint64, networkSum string) (api.Assign
 		slices.Sort(out.Removed)
 	}
 	slices.SortFunc(out.Tasks, func(a, b *api.Task) int { return strings.Compare(a.ID, b.ID) })
+	h.attachFiles(&out)
 	out.Network, out.NetworkSum = h.networkOf(nodeID, nt)
 	switch {
 	case out.NetworkSum != networkSum:

@@ -47,7 +47,7 @@ func (d *Dispatcher) Assignments(ctx context.Context, nodeID string, since uint6
 		wait := h.changed
 		h.mu.Unlock()
 		if changed {
-			return out, nil
+			return d.sent(nodeID, out), nil
 		}
 		select {
 		case <-ctx.Done():
@@ -56,7 +56,7 @@ func (d *Dispatcher) Assignments(ctx context.Context, nodeID string, since uint6
 			if !caughtUp {
 				return api.Assignments{}, ErrNotReady
 			}
-			return out, nil
+			return d.sent(nodeID, out), nil
 		case <-catchUp.C:
 			caughtUp = ready
 		case <-wait:

@@ -39,7 +39,9 @@ type Config struct {
 	AdvertiseAddr string // host:port the others dial; empty means the listener's address
 	// TLS is used as is for both the listener and the dialer (mutual TLS). nil means plain
 	// TCP, for tests only.
-	TLS    *tls.Config
+	TLS *tls.Config
+	// DEK, if set, seals the log entries and snapshots on disk (encrypt.go).
+	DEK    []byte
 	FSM    hraft.FSM
 	Logger *slog.Logger
 	// Registry receives the shoal_raft_* metrics; nil registers none.
@@ -172,15 +174,25 @@ func Open(cfg Config) (_ *Raft, err error) {
 		return nil, &StorageError{Op: "open", Path: walPath, Err: err}
 	}
 	cleanup = append(cleanup, func() { store.Close() })
-	logs, err := hraft.NewLogCache(logCacheSize, store)
-	if err != nil {
-		return nil, fmt.Errorf("raft: log cache: %w", err)
-	}
-	snaps, err := hraft.NewFileSnapshotStoreWithLogger(cfg.DataDir, snapshotRetain, hlog.Named("snapshot"))
+	var logStore hraft.LogStore = store
+	fileSnaps, err := hraft.NewFileSnapshotStoreWithLogger(cfg.DataDir, snapshotRetain, hlog.Named("snapshot"))
 	if err != nil {
 		return nil, fmt.Errorf("raft: snapshot store: %w", err)
 	}
-	if err := checkLog(segmentOf(walPath), store); err != nil {
+	var snaps hraft.SnapshotStore = fileSnaps
+	if cfg.DEK != nil {
+		aead, err := newAEAD(cfg.DEK)
+		if err != nil {
+			return nil, err
+		}
+		logStore = &sealedLogs{LogStore: store, aead: aead}
+		snaps = &sealedSnapshots{SnapshotStore: fileSnaps, aead: aead}
+	}
+	logs, err := hraft.NewLogCache(logCacheSize, logStore)
+	if err != nil {
+		return nil, fmt.Errorf("raft: log cache: %w", err)
+	}
+	if err := checkLog(segmentOf(walPath), logStore); err != nil {
 		return nil, err
 	}
 	if err := checkSnapshot(filepath.Join(cfg.DataDir, "snapshots"), snaps); err != nil {

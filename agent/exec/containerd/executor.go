@@ -55,7 +55,9 @@ type Config struct {
 	// network namespace to join and a resolv.conf to mount. An empty path
 	// gives the container a namespace of its own with loopback only.
 	Network func(t *api.Task) (netnsPath, resolvConf string, err error)
-	Logger  *slog.Logger
+	// Files, if set, gives a task's secrets and configs (files.go).
+	Files  func(t *api.Task) ([]exec.File, error)
+	Logger *slog.Logger
 }
 
 // Executor runs task containers through containerd.
@@ -67,6 +69,8 @@ type Executor struct {
 	insecure    []string
 	onPull      func(time.Duration, error)
 	network     func(*api.Task) (string, string, error)
+	files       func(*api.Task) ([]exec.File, error)
+	stateDir    string
 	log         *slog.Logger
 	// execSeq numbers exec processes, so checks never share an ID.
 	execSeq atomic.Uint64
@@ -97,6 +101,8 @@ func New(cfg Config) (*Executor, error) {
 		insecure:    slices.Clone(cfg.InsecureRegistries),
 		onPull:      cfg.OnPull,
 		network:     cfg.Network,
+		files:       cfg.Files,
+		stateDir:    stateDir,
 		log:         cfg.Logger,
 	}
 	if e.ns == "" {
@@ -186,6 +192,11 @@ func (e *Executor) Prepare(ctx context.Context, t *api.Task) error {
 			}}))
 		}
 	}
+	fileMounts, err := e.prepareFiles(t)
+	if err != nil {
+		return fmt.Errorf("prepare %s: %w", t.ID, err)
+	}
+	specOpts = append(specOpts, oci.WithMounts(fileMounts))
 	labels := map[string]string{
 		exec.LabelTaskID:      t.ID,
 		exec.LabelServiceID:   t.ServiceID,
@@ -205,6 +216,7 @@ func (e *Executor) Prepare(ctx context.Context, t *api.Task) error {
 		}
 	}
 	if err != nil {
+		e.releaseFiles(t.ID)
 		// A snapshot left behind would make the next attempt fail.
 		if rerr := e.client.SnapshotService(e.snapshotter).Remove(ctx, t.ID); rerr != nil && !errdefs.IsNotFound(rerr) {
 			log.Warn("remove snapshot of failed container", "err", rerr)
@@ -375,6 +387,7 @@ func (e *Executor) Wait(ctx context.Context, taskID string) (int, error) {
 		if err != nil {
 			return -1, fmt.Errorf("wait %s: %w", taskID, err)
 		}
+		e.releaseFiles(taskID)
 		return int(code), nil
 	case <-ctx.Done():
 		return -1, fmt.Errorf("wait %s: %w", taskID, ctx.Err())
@@ -384,7 +397,12 @@ func (e *Executor) Wait(ctx context.Context, taskID string) (int, error) {
 // Stop sends SIGTERM to the task's process, SIGKILL to all of the
 // container's processes after grace, and returns once it exited. The task
 // stays (exited) so that Wait and List still see its exit code.
-func (e *Executor) Stop(ctx context.Context, taskID string, grace time.Duration) error {
+func (e *Executor) Stop(ctx context.Context, taskID string, grace time.Duration) (err error) {
+	defer func() {
+		if err == nil {
+			e.releaseFiles(taskID)
+		}
+	}()
 	ctx = e.ctx(ctx)
 	task, err := e.task(ctx, taskID)
 	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, exec.ErrNotStarted) {
@@ -455,6 +473,7 @@ func (e *Executor) Remove(ctx context.Context, taskID string) error {
 	if err := os.Remove(e.Logs(taskID)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", taskID, err)
 	}
+	e.releaseFiles(taskID)
 	e.log.Info("container removed", "task", taskID)
 	return nil
 }
