@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -54,6 +55,10 @@ type Agent struct {
 	mu      sync.Mutex
 	engine  api.Engine
 	current string // API address of the manager that answered last
+
+	// described is the last full heartbeat a manager took; while the node
+	// still matches it, beats are empty. Only Run's loop uses it.
+	described *api.Heartbeat
 
 	status *statusQueue
 	files  *fileStore
@@ -228,14 +233,22 @@ func (a *Agent) probeLoop(ctx context.Context) {
 
 // beat sends one heartbeat, to the manager that answered last first,
 // giving each manager timeout to answer.
+//
+// The beat is empty unless the node's description, endpoints or address
+// changed since the last full beat a manager took (or a manager asked for
+// them): the leader then has nothing to decode or compare.
 func (a *Agent) beat(ctx context.Context, timeout time.Duration) (api.HeartbeatResponse, bool) {
-	hb := api.Heartbeat{Description: a.Description(), Endpoints: a.cfg.Endpoints, Addr: a.cfg.Addr}
+	hb := &api.Heartbeat{Description: a.Description(), Endpoints: a.cfg.Endpoints, Addr: a.cfg.Addr}
+	send := hb
+	if a.described != nil && reflect.DeepEqual(*a.described, *hb) {
+		send = nil
+	}
 	var resp api.HeartbeatResponse
 	err := a.withManager(ctx, func(c *api.Client) error {
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		var err error
-		resp, err = c.Heartbeat(cctx, hb)
+		resp, err = c.Heartbeat(cctx, send)
 		return err
 	})
 	if err != nil {
@@ -244,6 +257,12 @@ func (a *Agent) beat(ctx context.Context, timeout time.Duration) (api.HeartbeatR
 			a.log.Warn("no manager answered the heartbeat", "err", err)
 		}
 		return resp, false
+	}
+	switch {
+	case resp.Describe:
+		a.described = nil
+	case send != nil:
+		a.described = hb
 	}
 	return resp, true
 }

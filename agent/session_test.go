@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -120,9 +121,20 @@ type fakeManager struct {
 	name string
 	srv  *httptest.Server
 
-	mu    sync.Mutex
-	down  bool
-	beats int
+	mu       sync.Mutex
+	down     bool
+	describe bool // answer the next beat with Describe
+	beats    int
+	bodies   []bool // per beat: whether it carried a body
+}
+
+// takeBodies returns, per beat since the last call, whether it was full.
+func (m *fakeManager) takeBodies() []bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := m.bodies
+	m.bodies = nil
+	return out
 }
 
 func newFakeManager(t *testing.T, name string) *fakeManager {
@@ -133,16 +145,19 @@ func newFakeManager(t *testing.T, name string) *fakeManager {
 			http.NotFound(w, r)
 			return
 		}
+		body, _ := io.ReadAll(r.Body)
 		m.mu.Lock()
 		m.beats++
-		down := m.down
+		m.bodies = append(m.bodies, len(body) > 0)
+		down, describe := m.down, m.describe
+		m.describe = false
 		m.mu.Unlock()
 		if down {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_ = json.NewEncoder(w).Encode(api.Error{Message: name + " is not ready"})
 			return
 		}
-		_ = json.NewEncoder(w).Encode(api.HeartbeatResponse{LeaderID: name})
+		_ = json.NewEncoder(w).Encode(api.HeartbeatResponse{LeaderID: name, Describe: describe})
 	}))
 	t.Cleanup(m.srv.Close)
 	return m
@@ -208,7 +223,7 @@ func (h *sessionHarness) beat(ctx context.Context) (string, error) {
 	var resp api.HeartbeatResponse
 	err := h.a.withManager(ctx, func(c *api.Client) error {
 		var err error
-		resp, err = c.Heartbeat(ctx, api.Heartbeat{})
+		resp, err = c.Heartbeat(ctx, &api.Heartbeat{})
 		return err
 	})
 	return resp.LeaderID, err
@@ -351,4 +366,49 @@ func counterValue(t *testing.T, a *Agent) float64 {
 		t.Fatalf("read counter: %v", err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// Beats are full only when the node changed since the last full beat a
+// manager took, or when a manager asks; otherwise empty.
+func TestBeatsEmptyUnlessChanged(t *testing.T) {
+	m := newFakeManager(t, "m1")
+	h := newSessionHarness(t, []api.Endpoints{{API: m.addr()}})
+	ctx := context.Background()
+	beat := func() bool {
+		_, ok := h.a.beat(ctx, 5*time.Second)
+		return ok
+	}
+	setEngine := func(version string) {
+		h.a.mu.Lock()
+		h.a.engine = api.Engine{Name: "containerd", Version: version, Available: true}
+		h.a.mu.Unlock()
+	}
+	steps := []struct {
+		name   string
+		before func()
+		ok     bool
+		full   bool
+	}{
+		{"first", nil, true, true},
+		{"unchanged", nil, true, false},
+		{"unchanged again", nil, true, false},
+		{"engine changed", func() { setEngine("2.0") }, true, true},
+		{"unchanged after the change", nil, true, false},
+		{"the manager asks", func() { m.mu.Lock(); m.describe = true; m.mu.Unlock() }, true, false},
+		{"after the ask", nil, true, true},
+		{"a full beat that failed", func() { setEngine("2.1"); m.setDown(true) }, false, true},
+		{"is sent again", func() { m.setDown(false) }, true, true},
+		{"then empty", nil, true, false},
+	}
+	for _, st := range steps {
+		if st.before != nil {
+			st.before()
+		}
+		if ok := beat(); ok != st.ok {
+			t.Fatalf("%s: beat answered %v, want %v", st.name, ok, st.ok)
+		}
+		if got := m.takeBodies(); !slices.Equal(got, []bool{st.full}) {
+			t.Errorf("%s: got bodies %v, want [%v]", st.name, got, st.full)
+		}
+	}
 }

@@ -229,8 +229,13 @@ func (c *Client) RaftJoin(ctx context.Context, req RaftJoinRequest) error {
 	return c.do(ctx, http.MethodPost, "/v1/raft/join", req, nil)
 }
 
-func (c *Client) Heartbeat(ctx context.Context, hb Heartbeat) (HeartbeatResponse, error) {
+// Heartbeat sends hb, or an empty beat when hb is nil: nothing changed
+// since the last beat a manager took.
+func (c *Client) Heartbeat(ctx context.Context, hb *Heartbeat) (HeartbeatResponse, error) {
 	var out HeartbeatResponse
+	if hb == nil { // nothing changed: an empty beat
+		return out, c.do(ctx, http.MethodPost, "/v1/session/heartbeat", nil, &out)
+	}
 	return out, c.do(ctx, http.MethodPost, "/v1/session/heartbeat", hb, &out)
 }
 

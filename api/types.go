@@ -193,7 +193,9 @@ type RaftJoinRequest struct {
 	RaftAddr string `json:"raft_addr"`
 }
 
-// Heartbeat is sent by every node's agent to the leader.
+// Heartbeat is sent by every node's agent to the leader. An agent sends
+// it when it differs from the last one a manager took, and an empty beat
+// (no body) otherwise.
 type Heartbeat struct {
 	Description NodeDescription `json:"description"`
 	Endpoints   Endpoints       `json:"endpoints"`
@@ -210,6 +212,9 @@ type HeartbeatResponse struct {
 	Period time.Duration `json:"period"`
 	// Removed is set when the node is no longer part of the cluster.
 	Removed bool `json:"removed,omitempty"`
+	// Describe asks for the node's full Heartbeat in its next beat: the
+	// manager holds no description of it.
+	Describe bool `json:"describe,omitempty"`
 }
 
 // CertRequest renews the caller's certificate for its current role.

@@ -311,6 +311,9 @@ func TestBenchScale(t *testing.T) {
 	flags := append(scaleManagerFlags(t), strings.Fields(os.Getenv("SHOAL_BENCH_MANAGER_FLAGS"))...)
 	c := newManagers(t, n, r.Managers, flags, hollowDownGrace(t))
 	r.DownGrace = strings.Join(hollowDownGrace(t), " ")
+	if r.DownGrace == "" {
+		r.DownGrace = "default --node-down-grace"
+	}
 	// roles finds the leader among the live managers now; a change since
 	// the last look is reported, since it costs the figures around it.
 	alive := append([]*Host(nil), c.Managers...)

@@ -37,21 +37,16 @@ func scaleManagerFlags(t testing.TB) []string {
 	return nil
 }
 
-// hollowDownGrace is the --node-down-grace scale runs init with unless
-// SHOAL_BENCH_DOWN_GRACE says otherwise. Hollow nodes are not gossip
-// members, so a killed one is judged by heartbeats alone, and the grace
-// that keeps a node behind a lossy link (gossip still reaching it) would
-// also keep a dead one. A grace of 1ms has a killed hollow node down after
-// 3 missed beats, where a real dead node is down after 2 once gossip
-// confirms its death.
+// hollowDownGrace is the --node-down-grace scale runs init with when
+// SHOAL_BENCH_DOWN_GRACE sets one; by default none (15 s). Hollow nodes are
+// not gossip members, so the leader finds a killed or paused one by its
+// session ending (its long poll goes with its agent), down 2 periods later,
+// as a real dead node is once gossip confirms its death.
 func hollowDownGrace(t testing.TB) []string {
 	t.Helper()
-	if !hasInitFlag(t, "--node-down-grace") {
-		return nil
-	}
 	g := os.Getenv("SHOAL_BENCH_DOWN_GRACE")
-	if g == "" {
-		g = "1ms"
+	if g == "" || !hasInitFlag(t, "--node-down-grace") {
+		return nil
 	}
 	return []string{"--node-down-grace", g}
 }

@@ -158,9 +158,12 @@ type fakeDispatcher struct {
 	seen []string
 }
 
-func (d *fakeDispatcher) Heartbeat(_ context.Context, nodeID, _ string, _ api.Heartbeat) (api.HeartbeatResponse, error) {
+func (d *fakeDispatcher) Heartbeat(_ context.Context, nodeID, _ string, hb *api.Heartbeat) (api.HeartbeatResponse, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if hb == nil {
+		nodeID += " (empty)"
+	}
 	d.seen = append(d.seen, nodeID)
 	return api.HeartbeatResponse{Role: api.RoleWorker, Availability: api.AvailabilityActive, Period: time.Second}, nil
 }

@@ -234,9 +234,14 @@ func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
-	var hb api.Heartbeat
-	if !decode(w, r, &hb, false) {
+	// An empty body says nothing changed since the node's last full beat:
+	// nothing to decode, the common case.
+	var hb *api.Heartbeat
+	var full api.Heartbeat
+	if present, ok := decodeOptional(w, r, &full); !ok {
 		return
+	} else if present {
+		hb = &full
 	}
 	resp, err := s.cfg.Dispatcher.Heartbeat(r.Context(), callerOf(r).NodeID, joinSource(r), hb)
 	if err != nil {

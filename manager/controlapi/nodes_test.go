@@ -333,6 +333,12 @@ func TestHeartbeatOnLeader(t *testing.T) {
 		t.Errorf("got leader %q managers %+v, want m1 and m1's endpoints", resp.LeaderID, resp.Managers)
 	}
 	want(t, m.asNode("w1", api.RoleWorker).do("POST", "/v1/session/heartbeat", []byte(`{"addr":"127.0.0.1","extra":1}`)), http.StatusBadRequest)
+	// No body: a beat that says nothing changed reaches the dispatcher as such.
+	want(t, m.asNode("w1", api.RoleWorker).do("POST", "/v1/session/heartbeat", nil), http.StatusOK)
+	want(t, m.asNode("w1", api.RoleWorker).do("POST", "/v1/session/heartbeat", []byte(" \n")), http.StatusOK)
+	if got, wantSeen := m.disp.Seen(), []string{"w1", "w1 (empty)", "w1 (empty)"}; !slices.Equal(got, wantSeen) {
+		t.Errorf("got heartbeats %q, want %q", got, wantSeen)
+	}
 }
 
 func TestFollowerWithoutLeader(t *testing.T) {
@@ -412,8 +418,9 @@ func TestForwardToLeader(t *testing.T) {
 	// A worker's heartbeat reaches the leader's dispatcher under the worker's name.
 	var resp api.HeartbeatResponse
 	want(t, follower.asNode("w1", api.RoleWorker).do("POST", "/v1/session/heartbeat", api.Heartbeat{}), http.StatusOK).decode(t, &resp)
-	if got := leader.disp.Seen(); !slices.Equal(got, []string{"w1"}) {
-		t.Errorf("got heartbeats on the leader for %v, want [w1]", got)
+	want(t, follower.asNode("w1", api.RoleWorker).do("POST", "/v1/session/heartbeat", nil), http.StatusOK) // empty beats forward as such
+	if got := leader.disp.Seen(); !slices.Equal(got, []string{"w1", "w1 (empty)"}) {
+		t.Errorf("got heartbeats on the leader for %v, want [w1 w1 (empty)]", got)
 	}
 	if got := follower.disp.Seen(); len(got) != 0 {
 		t.Errorf("got heartbeats on the follower for %v, want none", got)

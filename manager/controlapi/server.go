@@ -1,6 +1,7 @@
 package controlapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -54,8 +55,9 @@ type Gossip interface {
 // Dispatcher answers node heartbeats on the leader.
 type Dispatcher interface {
 	// Heartbeat takes the node's ID from its certificate and its address
-	// from the connection (peerAddr), never from the heartbeat itself.
-	Heartbeat(ctx context.Context, nodeID, peerAddr string, hb api.Heartbeat) (api.HeartbeatResponse, error)
+	// from the connection (peerAddr), never from the heartbeat itself; nil
+	// hb is an empty beat (nothing changed).
+	Heartbeat(ctx context.Context, nodeID, peerAddr string, hb *api.Heartbeat) (api.HeartbeatResponse, error)
 	Assignments(ctx context.Context, nodeID string, since uint64, networkSum string) (api.Assignments, error)
 	ReportStatus(ctx context.Context, nodeID string, updates []api.TaskStatusUpdate) error
 }
@@ -313,29 +315,36 @@ func badRequest(format string, args ...any) error {
 
 // decode reads a JSON body strictly; an empty body is allowed when allowEmpty.
 func decode(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) bool {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20+1))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "read body: %v", err)
-		return false
-	}
-	if len(body) > 1<<20 {
-		writeError(w, http.StatusRequestEntityTooLarge, "body larger than 1 MiB")
-		return false
-	}
-	if len(strings.TrimSpace(string(body))) == 0 {
-		if allowEmpty {
-			return true
-		}
+	present, ok := decodeOptional(w, r, v)
+	if ok && !present && !allowEmpty {
 		writeError(w, http.StatusBadRequest, "empty body: want JSON")
 		return false
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	return ok
+}
+
+// decodeOptional decodes the JSON body into v, if there is one: present
+// says whether there was. It answers the error itself when !ok.
+func decodeOptional(w http.ResponseWriter, r *http.Request, v any) (present, ok bool) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20+1))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "read body: %v", err)
+		return false, false
+	}
+	if len(body) > 1<<20 {
+		writeError(w, http.StatusRequestEntityTooLarge, "body larger than 1 MiB")
+		return false, false
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return false, true
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		writeError(w, http.StatusBadRequest, "bad JSON body: %v", err)
-		return false
+		return true, false
 	}
-	return true
+	return true, true
 }
 
 // forwardTimeout bounds a call forwarded to the leader: its raft write

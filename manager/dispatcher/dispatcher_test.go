@@ -26,16 +26,33 @@ const (
 
 var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
-// fakeGossip reports the nodes the test marked dead.
+// fakeGossip sees every node alive but those the test marked dead or
+// strangers (not members: hollow nodes).
 type fakeGossip struct {
-	mu   sync.Mutex
-	dead map[string]bool
+	mu        sync.Mutex
+	dead      map[string]bool
+	strangers map[string]bool
+}
+
+func (g *fakeGossip) Alive(id string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return !g.dead[id] && !g.strangers[id]
 }
 
 func (g *fakeGossip) Dead(id string) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.dead[id]
+}
+
+func (g *fakeGossip) stranger(id string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.strangers == nil {
+		g.strangers = map[string]bool{}
+	}
+	g.strangers[id] = true
 }
 
 func (g *fakeGossip) kill(id string) {
@@ -140,7 +157,7 @@ func (f *fixture) state(id string) api.NodeState { return f.node(id).Status.Stat
 
 func (f *fixture) beat(id string, hb api.Heartbeat) api.HeartbeatResponse {
 	f.t.Helper()
-	resp, err := f.d.Heartbeat(context.Background(), id, hb.Addr, hb) // the call comes from the address it names
+	resp, err := f.d.Heartbeat(context.Background(), id, hb.Addr, &hb) // the call comes from the address it names
 	if err != nil {
 		f.t.Fatalf("Heartbeat %s: %v", id, err)
 	}
@@ -173,6 +190,8 @@ func (f *fixture) counter(name, state string) float64 {
 	return 0
 }
 
+func ptr[T any](v T) *T { return &v }
+
 func hb(hostname string) api.Heartbeat {
 	return api.Heartbeat{
 		Addr:        "10.0.0.9",
@@ -184,7 +203,7 @@ func hb(hostname string) api.Heartbeat {
 func TestHeartbeatOnlyWhileRunning(t *testing.T) {
 	f := newFixture(t)
 	f.addNode("n1", api.NodeStateUnknown)
-	if _, err := f.d.Heartbeat(context.Background(), "n1", "", hb("a")); !errors.Is(err, dispatcher.ErrNotReady) {
+	if _, err := f.d.Heartbeat(context.Background(), "n1", "", ptr(hb("a"))); !errors.Is(err, dispatcher.ErrNotReady) {
 		t.Fatalf("got %v before Run, want ErrNotReady", err)
 	}
 	if f.state("n1") != api.NodeStateUnknown {
@@ -198,7 +217,7 @@ func TestHeartbeatOnlyWhileRunning(t *testing.T) {
 	f.beat("n1", hb("a"))
 	cancel()
 	<-done
-	if _, err := f.d.Heartbeat(context.Background(), "n1", "", hb("a")); !errors.Is(err, dispatcher.ErrNotReady) {
+	if _, err := f.d.Heartbeat(context.Background(), "n1", "", ptr(hb("a"))); !errors.Is(err, dispatcher.ErrNotReady) {
 		t.Errorf("got %v after Run returned, want ErrNotReady", err)
 	}
 }
@@ -308,7 +327,7 @@ func TestHeartbeatCannotChangeIdentity(t *testing.T) {
 	claim := hb("someone-else")
 	claim.Addr = "10.9.9.9"
 	claim.Endpoints = api.Endpoints{API: "10.9.9.9:2377", Gossip: "10.9.9.9:7946", Metrics: "10.0.0.5:9100"}
-	if _, err := f.d.Heartbeat(context.Background(), "n1", "10.0.0.5", claim); err != nil {
+	if _, err := f.d.Heartbeat(context.Background(), "n1", "10.0.0.5", &claim); err != nil {
 		t.Fatal(err)
 	}
 	n := f.node("n1")
@@ -441,7 +460,7 @@ func TestRunWithFakeTicker(t *testing.T) {
 
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		_, err := d.Heartbeat(ctx, "n1", "", hb("a"))
+		_, err := d.Heartbeat(ctx, "n1", "", ptr(hb("a")))
 		if err == nil {
 			break
 		}

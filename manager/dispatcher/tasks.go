@@ -28,6 +28,8 @@ func (d *Dispatcher) Assignments(ctx context.Context, nodeID string, since uint6
 	if !d.active.Load() || h == nil {
 		return api.Assignments{}, ErrNotReady
 	}
+	d.pollStarted(nodeID)
+	defer func() { d.pollEnded(nodeID, ctx.Err() != nil) }()
 	// Answer no older than the store as the call found it.
 	target := d.cfg.Store.Index()
 	catchUp := time.NewTimer(catchUpWait)
