@@ -452,6 +452,11 @@ func records(st api.NetworkState) []dns.Record {
 		slices.Sort(ids)
 		for _, id := range ids {
 			out = append(out, *byNet[id])
+			for _, alias := range svc.Aliases {
+				r := *byNet[id]
+				r.Service = alias
+				out = append(out, r)
+			}
 		}
 	}
 	return out

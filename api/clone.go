@@ -59,6 +59,7 @@ func (s ServiceSpec) Clone() ServiceSpec {
 	s.Labels = maps.Clone(s.Labels)
 	s.Task = s.Task.Clone()
 	s.Networks = cloneSlice(s.Networks)
+	s.Aliases = cloneSlice(s.Aliases)
 	s.Endpoint.Ports = cloneSlice(s.Endpoint.Ports)
 	s.Update = clonePtr(s.Update)
 	s.Rollback = clonePtr(s.Rollback)

@@ -136,9 +136,11 @@ type NetworkPeer struct {
 
 // ServiceNetwork is a service as seen on the networks of one node's tasks.
 type ServiceNetwork struct {
-	Name string       `json:"name"`
-	Mode EndpointMode `json:"mode"`
-	VIPs []VIP        `json:"vips,omitempty"`
+	Name string `json:"name"`
+	// Aliases resolve like Name (ServiceSpec.Aliases).
+	Aliases []string     `json:"aliases,omitempty"`
+	Mode    EndpointMode `json:"mode"`
+	VIPs    []VIP        `json:"vips,omitempty"`
 	// Backends are the attachments of the service's running tasks.
 	Backends []NetworkAttachment `json:"backends,omitempty"`
 }

@@ -110,6 +110,9 @@ type ServiceSpec struct {
 	// Networks are the IDs of the overlay networks the tasks join; the API
 	// takes names or IDs and stores IDs.
 	Networks []string `json:"networks,omitempty"`
+	// Aliases are more names the service resolves by on its networks, as
+	// Swarm's network aliases: a stack's service STACK_NAME is also NAME.
+	Aliases []string `json:"aliases,omitempty"`
 	// Endpoint is how the service is reached: vip or dnsrr, published ports.
 	Endpoint EndpointSpec `json:"endpoint,omitzero"`
 	// Update and Rollback say how tasks are replaced; nil means Swarm's

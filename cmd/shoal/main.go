@@ -40,6 +40,8 @@ type app struct {
 	stdout io.Writer
 	stderr io.Writer
 	getenv func(string) string
+	// environ is the whole environment, for ${VAR} in compose files.
+	environ func() []string
 	// runNode starts the daemon; node.Run in the binary.
 	runNode func(context.Context, node.Config) error
 	// reexec, if set, restarts the process without the join token in its
@@ -54,7 +56,7 @@ type app struct {
 }
 
 func main() {
-	a := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, runNode: node.Run,
+	a := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, environ: os.Environ, runNode: node.Run,
 		reexec: reexecWithoutToken, clock: clock.Real{}}
 	os.Exit(a.execute(context.Background(), os.Args[1:]))
 }
@@ -141,7 +143,7 @@ func (a *app) rootCmd() *cobra.Command {
 
 	root.AddCommand(
 		a.initCmd(), a.joinCmd(), a.agentCmd(),
-		a.infoCmd(), a.serviceCmd(), a.nodeCmd(), a.networkCmd(), a.secretCmd(), a.configCmd(), a.joinTokenCmd(), a.leaveCmd(),
+		a.infoCmd(), a.serviceCmd(), a.nodeCmd(), a.networkCmd(), a.secretCmd(), a.configCmd(), a.stackCmd(), a.joinTokenCmd(), a.leaveCmd(),
 	)
 	return root
 }

@@ -36,8 +36,8 @@ func (s *Server) createNetwork(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &spec, false) {
 		return
 	}
-	if !serviceName.MatchString(spec.Name) {
-		writeError(w, http.StatusBadRequest, "create network: network name %q: want 1-63 letters, digits or dashes, starting with a letter or digit", spec.Name)
+	if !validName(spec.Name) {
+		writeError(w, http.StatusBadRequest, "create network: network name %q: want 1-63 letters, digits, dashes or underscores, starting and ending with a letter or digit", spec.Name)
 		return
 	}
 	if err := checkLabels("labels", spec.Labels); err != nil {

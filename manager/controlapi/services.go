@@ -18,15 +18,25 @@ import (
 // ConstraintChecker validates placement constraints at create time.
 type ConstraintChecker func(expr string) error
 
-var serviceName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9-]{0,62}$`)
+// serviceName is swarmkit's rule for service and network names: letters and
+// digits, with dashes or underscores between them (a stack's services are
+// STACK_NAME), at most 63 characters (checked apart).
+var serviceName = regexp.MustCompile(`^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$`)
+
+func validName(s string) bool { return len(s) <= 63 && serviceName.MatchString(s) }
 
 // validateSpec fills defaults and refuses what cannot run, naming the field.
 func (s *Server) validateSpec(spec *api.ServiceSpec) error {
 	if err := checkServiceLimits(spec); err != nil {
 		return err
 	}
-	if !serviceName.MatchString(spec.Name) {
-		return badRequest("service name %q: want 1-63 letters, digits or dashes, starting with a letter or digit", spec.Name)
+	if !validName(spec.Name) {
+		return badRequest("service name %q: want 1-63 letters, digits, dashes or underscores, starting and ending with a letter or digit", spec.Name)
+	}
+	for _, alias := range spec.Aliases {
+		if !validName(alias) {
+			return badRequest("alias %q: want 1-63 letters, digits, dashes or underscores, starting and ending with a letter or digit", alias)
+		}
 	}
 	switch spec.Mode {
 	case "":

@@ -501,7 +501,7 @@ func (v *netView) cut(joined map[string]bool, mesh bool) api.NetworkState {
 			mode = api.EndpointVIP
 		}
 		st.Services = append(st.Services, api.ServiceNetwork{
-			Name: svc.Spec.Name, Mode: mode, VIPs: svc.Endpoint.VIPs, Backends: v.backends[svc.ID],
+			Name: svc.Spec.Name, Aliases: svc.Spec.Aliases, Mode: mode, VIPs: svc.Endpoint.VIPs, Backends: v.backends[svc.ID],
 		})
 	}
 	return st

@@ -1,0 +1,183 @@
+package stack
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-dev/shoal/api"
+)
+
+func load(t *testing.T, yml string) (*Stack, error) {
+	t.Helper()
+	dir := writeFiles(t, map[string]string{"stack.yml": yml})
+	l, err := Load(context.Background(), Options{Files: []string{filepath.Join(dir, "stack.yml")}, Namespace: "app"})
+	if err != nil {
+		return nil, err
+	}
+	return Convert(l.Project, "app")
+}
+
+func dur(d time.Duration) *time.Duration { return &d }
+
+func TestConvertService(t *testing.T) {
+	tests := []struct {
+		name string
+		yml  string
+		want api.ServiceSpec // compared as JSON
+	}{
+		{
+			name: "defaults: one replica, the default network, the namespace label, the alias",
+			yml:  "services:\n  web:\n    image: busybox\n",
+			want: api.ServiceSpec{
+				Name: "app_web", Labels: map[string]string{LabelNamespace: "app"}, Mode: api.ModeReplicated, Replicas: 1,
+				Task: api.TaskSpec{Image: "busybox"}, Networks: []string{"app_default"}, Aliases: []string{"web"},
+			},
+		},
+		{
+			name: "everything mapped",
+			yml: `version: "3.9"
+services:
+  web:
+    image: reg/web:1
+    entrypoint: ["/bin/sh", "-c"]
+    command: ["httpd -f"]
+    environment: [B=2, A=1]
+    user: "1000"
+    working_dir: /srv
+    stop_grace_period: 1m30s
+    ports:
+      - "8080:80"
+      - target: 53
+        published: 5353
+        protocol: udp
+        mode: ingress
+    networks: [front, back]
+    healthcheck:
+      test: ["CMD-SHELL", "wget -q -O- localhost"]
+      interval: 2s
+      timeout: 1s
+      retries: 5
+      start_period: 3s
+    deploy:
+      replicas: 3
+      labels: {team: web}
+      endpoint_mode: vip
+      placement:
+        constraints: [node.role == worker]
+      resources:
+        limits: {cpus: "0.5", memory: 64M}
+        reservations: {cpus: "0.25", memory: 32M}
+      restart_policy: {condition: on-failure, delay: 2s, max_attempts: 4}
+      update_config: {parallelism: 2, delay: 10s, order: start-first, failure_action: rollback, monitor: 3s, max_failure_ratio: 0.5}
+      rollback_config: {parallelism: 0}
+networks:
+  front:
+  back:
+    external: true
+    name: shared
+`,
+			want: api.ServiceSpec{
+				Name: "app_web", Labels: map[string]string{LabelNamespace: "app", "team": "web"}, Mode: api.ModeReplicated, Replicas: 3,
+				Task: api.TaskSpec{
+					Image: "reg/web:1", Command: []string{"/bin/sh", "-c", "httpd -f"}, Env: []string{"A=1", "B=2"},
+					User: "1000", Workdir: "/srv", StopGracePeriod: 90 * time.Second,
+					Resources: api.Resources{
+						Limits:       api.ResourceAmounts{NanoCPUs: 5e8, MemoryBytes: 64 << 20},
+						Reservations: api.ResourceAmounts{NanoCPUs: 25e7, MemoryBytes: 32 << 20},
+					},
+					Restart:     api.RestartPolicy{Condition: api.RestartOnFailure, Delay: dur(2 * time.Second), MaxAttempts: 4},
+					Placement:   api.Placement{Constraints: []string{"node.role == worker"}},
+					Healthcheck: &api.HealthConfig{Test: []string{"CMD-SHELL", "wget -q -O- localhost"}, Interval: 2 * time.Second, Timeout: time.Second, Retries: 5, StartPeriod: 3 * time.Second},
+				},
+				Networks: []string{"shared", "app_front"},
+				Aliases:  []string{"web"},
+				Endpoint: api.EndpointSpec{Mode: api.EndpointVIP, Ports: []api.PortConfig{
+					{Published: 8080, Target: 80, Protocol: "tcp"}, {Published: 5353, Target: 53, Protocol: "udp"},
+				}},
+				Update:   &api.UpdateConfig{Parallelism: 2, Delay: 10 * time.Second, FailureAction: api.ActionRollback, Monitor: 3 * time.Second, MaxFailureRatio: 0.5, Order: api.OrderStartFirst},
+				Rollback: &api.UpdateConfig{Parallelism: 0, FailureAction: api.ActionPause, Monitor: 5 * time.Second, Order: api.OrderStopFirst},
+			},
+		},
+		{
+			name: "global, command alone, health check disabled, dnsrr",
+			yml: `services:
+  agent:
+    image: busybox
+    command: sleep 1000
+    healthcheck: {disable: true}
+    deploy: {mode: global, endpoint_mode: dnsrr}
+`,
+			want: api.ServiceSpec{
+				Name: "app_agent", Labels: map[string]string{LabelNamespace: "app"}, Mode: api.ModeGlobal,
+				Task:     api.TaskSpec{Image: "busybox", Command: []string{"sleep", "1000"}, Healthcheck: &api.HealthConfig{Test: []string{"NONE"}}},
+				Networks: []string{"app_default"}, Aliases: []string{"agent"},
+				Endpoint: api.EndpointSpec{Mode: api.EndpointDNSRR},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, err := load(t, tt.yml)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(st.Services) != 1 {
+				t.Fatalf("%d services, want 1", len(st.Services))
+			}
+			got, _ := json.MarshalIndent(st.Services[0], "", " ")
+			want, _ := json.MarshalIndent(tt.want, "", " ")
+			if string(got) != string(want) {
+				t.Errorf("spec:\n%s\nwant:\n%s", got, want)
+			}
+		})
+	}
+}
+
+func TestConvertNetworks(t *testing.T) {
+	st, err := load(t, `services:
+  a: {image: busybox, networks: [front, ext]}
+  b: {image: busybox}
+networks:
+  front:
+    labels: {tier: web}
+    ipam: {config: [{subnet: 10.9.0.0/24}]}
+  unused: {}
+  ext: {external: true}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := json.Marshal(st.Networks)
+	want, _ := json.Marshal([]Network{
+		{Spec: api.NetworkSpec{Name: "app_default", Labels: map[string]string{LabelNamespace: "app"}}},
+		{Spec: api.NetworkSpec{Name: "ext"}, External: true},
+		{Spec: api.NetworkSpec{Name: "app_front", Subnet: "10.9.0.0/24", Labels: map[string]string{LabelNamespace: "app", "tier": "web"}}},
+	})
+	if string(got) != string(want) {
+		t.Errorf("networks:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestConvertErrors(t *testing.T) {
+	tests := []struct{ name, yml, want string }{
+		{"no image", "services:\n  web:\n    build: .\n", "services.web: image: required"},
+		{"host mode port", "services:\n  web:\n    image: b\n    ports: [{target: 80, published: 80, mode: host}]\n", `services.web: ports: target 80: mode "host" is not supported`},
+		{"no published port", "services:\n  web:\n    image: b\n    ports: [\"6379\"]\n", "services.web: ports: target 6379: no published port"},
+		{"job", "services:\n  web:\n    image: b\n    deploy: {mode: replicated-job}\n", `deploy.mode "replicated-job"`},
+		{"network driver", "services:\n  web:\n    image: b\n    networks: [n]\nnetworks:\n  n: {driver: bridge}\n", `networks.n.driver "bridge"`},
+		{"name too long", "services:\n  " + strings.Repeat("x", 70) + ":\n    image: b\n", "want 1-63"},
+		{"global with replicas", "services:\n  web:\n    image: b\n    deploy: {mode: global, replicas: 2}\n", "global service takes no replica count"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := load(t, tt.yml)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v: want %q in it", err, tt.want)
+			}
+		})
+	}
+}
