@@ -26,9 +26,12 @@ type Stack struct {
 	// Networks are the stack's own networks (to create) and the external
 	// ones its services join (to exist already), sorted by name.
 	Networks []Network
-	// Services are complete specs, sorted by name; their Networks are
-	// network names.
+	// Services are complete specs, sorted by name; their Networks,
+	// Secrets and Configs are by name.
 	Services []api.ServiceSpec
+	// Secrets and Configs are the ones the services use, sorted by name;
+	// their data is read by ReadData.
+	Secrets, Configs []Object
 }
 
 // Network is one network a stack's services join.
@@ -60,8 +63,14 @@ func Convert(p *types.Project, namespace string) (*Stack, error) {
 		netNames[key] = n.Spec.Name
 		st.Networks = append(st.Networks, n)
 	}
+	secrets, secretNames, serrs := convertObjects(namespace, "secret", secretObjects(p.Secrets), p.Environment)
+	configs, configNames, cerrs := convertObjects(namespace, "config", configObjects(p.Configs), p.Environment)
+	errs = append(append(errs, serrs...), cerrs...)
 	for _, name := range slices.Sorted(maps.Keys(p.Services)) {
 		spec, err := convertService(namespace, p.Services[name], netNames)
+		if err == nil {
+			err = convertFileRefs(&spec.Task, p.Services[name], secretNames, configNames)
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("services.%s: %w", name, err))
 			continue
@@ -79,7 +88,33 @@ func Convert(p *types.Project, namespace string) (*Stack, error) {
 		}
 	}
 	st.Networks = slices.DeleteFunc(st.Networks, func(n Network) bool { return !used[n.Spec.Name] })
+	for _, s := range st.Services {
+		for _, r := range s.Task.Secrets {
+			used["secret "+r.Name] = true
+		}
+		for _, r := range s.Task.Configs {
+			used["config "+r.Name] = true
+		}
+	}
+	st.Secrets = slices.DeleteFunc(secrets, func(o Object) bool { return !used["secret "+o.Name] })
+	st.Configs = slices.DeleteFunc(configs, func(o Object) bool { return !used["config "+o.Name] })
 	return st, nil
+}
+
+func secretObjects(m types.Secrets) map[string]types.FileObjectConfig {
+	out := make(map[string]types.FileObjectConfig, len(m))
+	for k, v := range m {
+		out[k] = types.FileObjectConfig(v)
+	}
+	return out
+}
+
+func configObjects(m types.Configs) map[string]types.FileObjectConfig {
+	out := make(map[string]types.FileObjectConfig, len(m))
+	for k, v := range m {
+		out[k] = types.FileObjectConfig(v)
+	}
+	return out
 }
 
 func convertNetwork(ns, key string, c types.NetworkConfig) (Network, error) {

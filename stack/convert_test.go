@@ -181,3 +181,90 @@ func TestConvertErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestConvertSecretsConfigs(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"stack.yml": `services:
+  web:
+    image: busybox
+    secrets:
+      - db_password
+      - source: tls
+        target: /etc/tls.key
+        uid: "100"
+        mode: 0400
+    configs:
+      - site
+      - source: ext_cfg
+        target: /etc/ext
+networks: {}
+secrets:
+  db_password: {file: ./pw.txt}
+  tls: {environment: TLS_KEY}
+  unused: {file: ./nope}
+configs:
+  site: {content: "hello"}
+  ext_cfg: {external: true, name: shared-config}
+`,
+		"pw.txt": "s3cret\n",
+	})
+	l, err := Load(context.Background(), Options{Files: []string{filepath.Join(dir, "stack.yml")}, Namespace: "app", Env: []string{"TLS_KEY=key"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := Convert(l.Project, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ReadData(st); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := json.Marshal([]any{st.Secrets, st.Configs, st.Services[0].Task.Secrets, st.Services[0].Task.Configs})
+	ns := map[string]string{LabelNamespace: "app"}
+	want, _ := json.Marshal([]any{
+		[]Object{
+			{Name: "app_db_password", Labels: ns, File: filepath.Join(dir, "pw.txt"), Data: []byte("s3cret\n")},
+			{Name: "app_tls", Labels: ns, Data: []byte("key")},
+		},
+		[]Object{
+			{Name: "shared-config", External: true},
+			{Name: "app_site", Labels: ns, Data: []byte("hello")},
+		},
+		[]api.SecretReference{
+			{Name: "app_db_password", Target: "/run/secrets/db_password"},
+			{Name: "app_tls", Target: "/etc/tls.key", UID: "100", Mode: 0o400},
+		},
+		[]api.ConfigReference{
+			{Name: "app_site", Target: "/site"},
+			{Name: "shared-config", Target: "/etc/ext"},
+		},
+	})
+	if string(got) != string(want) {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+
+	// A redeploy of the same spec over what the API stored is unchanged.
+	ids := IDs{Networks: map[string]string{"app_default": "n"}, Secrets: map[string]string{"app_db_password": "s1", "app_tls": "s2"},
+		Configs: map[string]string{"app_site": "c1", "shared-config": "c2"}}
+	stored, err := Resolve(st.Services[0], ids, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := stored.Task.Secrets[0]; r.ID != "s1" || r.UID != "0" || r.GID != "0" || r.Mode != 0o444 {
+		t.Errorf("resolved secret reference %+v: want ID s1, owner 0:0, mode 0444", r)
+	}
+	p, err := MakePlan(st, Cluster{
+		Networks: []api.Network{{ID: "n", Spec: api.NetworkSpec{Name: "app_default", Labels: ns}}},
+		Services: []api.ServiceView{{Service: api.Service{ID: "x", Spec: stored}}},
+		Secrets:  []api.Secret{{ID: "s1", Spec: api.SecretSpec{Name: "app_db_password", Labels: ns}}, {ID: "s2", Spec: api.SecretSpec{Name: "app_tls", Labels: ns}}},
+		Configs:  []api.Config{{ID: "c1", Spec: api.ConfigSpec{Name: "app_site", Labels: ns, Data: []byte("hello")}}, {ID: "c2", Spec: api.ConfigSpec{Name: "shared-config"}}},
+	})
+	if err != nil || len(p.Unchanged) != 1 || len(p.CreateSecrets)+len(p.CreateConfigs)+len(p.Update) != 0 {
+		t.Errorf("plan %+v, %v: want the service unchanged and nothing to create", p, err)
+	}
+	// A config whose data changed is refused.
+	_, err = MakePlan(st, Cluster{Configs: []api.Config{{ID: "c1", Spec: api.ConfigSpec{Name: "app_site", Labels: ns, Data: []byte("old")}}, {ID: "c2", Spec: api.ConfigSpec{Name: "shared-config"}}}})
+	if err == nil || !strings.Contains(err.Error(), "config app_site exists with other data") {
+		t.Errorf("error %v: want the changed config named", err)
+	}
+}

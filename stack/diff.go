@@ -8,26 +8,56 @@ import (
 	"github.com/shoal-dev/shoal/api"
 )
 
-// Resolve returns desired as the API stores it: network names replaced by
-// the IDs in netIDs and the API's defaults filled in (mode, restart
-// condition, update and rollback configs, endpoint mode, port protocol), so
-// it can be compared with a service's current spec. ForceUpdate is kept
-// from current, if any: a redeploy does not undo service update --force.
-func Resolve(desired api.ServiceSpec, netIDs map[string]string, current *api.ServiceSpec) (api.ServiceSpec, error) {
+// IDs are the cluster's objects by name.
+type IDs struct {
+	Networks, Secrets, Configs map[string]string
+}
+
+// Resolve returns desired as the API stores it: network, secret and config
+// names replaced by or completed with the IDs in ids and the API's
+// defaults filled in (mode, restart condition, update and rollback configs,
+// endpoint mode, port protocol, file owner and mode), so it can be compared
+// with a service's current spec. ForceUpdate is kept from current, if any:
+// a redeploy does not undo service update --force.
+func Resolve(desired api.ServiceSpec, ids IDs, current *api.ServiceSpec) (api.ServiceSpec, error) {
 	s := desired.Clone()
-	ids := make([]string, 0, len(s.Networks))
+	for i := range s.Task.Secrets {
+		r := &s.Task.Secrets[i]
+		id, ok := ids.Secrets[r.Name]
+		if !ok {
+			return s, fmt.Errorf("service %s: secret %s not found", s.Name, r.Name)
+		}
+		r.ID = id
+		if r.Target == "" {
+			r.Target = r.Name
+		}
+		fileDefaults(&r.UID, &r.GID, &r.Mode)
+	}
+	for i := range s.Task.Configs {
+		r := &s.Task.Configs[i]
+		id, ok := ids.Configs[r.Name]
+		if !ok {
+			return s, fmt.Errorf("service %s: config %s not found", s.Name, r.Name)
+		}
+		r.ID = id
+		if r.Target == "" {
+			r.Target = "/" + r.Name
+		}
+		fileDefaults(&r.UID, &r.GID, &r.Mode)
+	}
+	netIDs := make([]string, 0, len(s.Networks))
 	for _, name := range s.Networks {
-		id, ok := netIDs[name]
+		id, ok := ids.Networks[name]
 		if !ok {
 			return s, fmt.Errorf("service %s: network %s not found", s.Name, name)
 		}
-		if !slices.Contains(ids, id) {
-			ids = append(ids, id)
+		if !slices.Contains(netIDs, id) {
+			netIDs = append(netIDs, id)
 		}
 	}
 	s.Networks = nil
-	if len(ids) > 0 {
-		s.Networks = ids
+	if len(netIDs) > 0 {
+		s.Networks = netIDs
 	}
 	if s.Mode == "" {
 		s.Mode = api.ModeReplicated
@@ -59,6 +89,18 @@ func Resolve(desired api.ServiceSpec, netIDs map[string]string, current *api.Ser
 		s.Task.ForceUpdate = current.Task.ForceUpdate
 	}
 	return s, nil
+}
+
+func fileDefaults(uid, gid *string, mode *uint32) {
+	if *uid == "" {
+		*uid = "0"
+	}
+	if *gid == "" {
+		*gid = "0"
+	}
+	if *mode == 0 {
+		*mode = api.DefaultFileMode
+	}
 }
 
 // Same reports whether two resolved specs ask for the same thing.

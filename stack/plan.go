@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -14,6 +15,10 @@ import (
 type Plan struct {
 	// CreateNetworks are the stack networks that do not exist yet.
 	CreateNetworks []api.NetworkSpec
+	// CreateSecrets and CreateConfigs are the stack's that do not exist
+	// yet (with their data). Existing ones are kept: their data cannot
+	// change (Swarm's rule); a config whose data differs is an error.
+	CreateSecrets, CreateConfigs []Object
 	// Create are the services new to the cluster.
 	Create []api.ServiceSpec
 	// Update are the services whose spec changed.
@@ -31,6 +36,14 @@ type Change struct {
 	Spec    api.ServiceSpec
 }
 
+// Cluster is what exists, as the API lists it (configs with their data).
+type Cluster struct {
+	Networks []api.Network
+	Services []api.ServiceView
+	Secrets  []api.Secret
+	Configs  []api.Config
+}
+
 // Namespace is the stack an object belongs to, "" for none.
 func Namespace(labels map[string]string) string { return labels[LabelNamespace] }
 
@@ -39,16 +52,52 @@ func Namespace(labels map[string]string) string { return labels[LabelNamespace] 
 // network that does not exist, a network or service of the same name that
 // belongs to no stack or another one, and a published port that a service
 // outside the stack uses.
-func MakePlan(st *Stack, networks []api.Network, services []api.ServiceView) (*Plan, error) {
+func MakePlan(st *Stack, c Cluster) (*Plan, error) {
 	var errs []error
-	netIDs := map[string]string{}
+	ids := IDs{Networks: map[string]string{}, Secrets: map[string]string{}, Configs: map[string]string{}}
 	byName := map[string]api.Network{}
-	for _, n := range networks {
+	for _, n := range c.Networks {
 		byName[n.Spec.Name] = n
-		netIDs[n.Spec.Name] = n.ID
-		netIDs[n.ID] = n.ID
+		ids.Networks[n.Spec.Name] = n.ID
 	}
 	p := &Plan{}
+	secrets := map[string]api.Secret{}
+	for _, s := range c.Secrets {
+		secrets[s.Spec.Name] = s
+		ids.Secrets[s.Spec.Name] = s.ID
+	}
+	for _, o := range st.Secrets {
+		cur, ok := secrets[o.Name]
+		switch {
+		case o.External && !ok:
+			errs = append(errs, fmt.Errorf("secret %s is external but does not exist: create it first (shoal secret create %s FILE)", o.Name, o.Name))
+		case o.External:
+		case !ok:
+			p.CreateSecrets = append(p.CreateSecrets, o)
+		case Namespace(cur.Spec.Labels) != st.Namespace:
+			errs = append(errs, fmt.Errorf("secret %s exists and is not part of stack %s (declare it external: true to use it)", o.Name, st.Namespace))
+		}
+	}
+	configs := map[string]api.Config{}
+	for _, c := range c.Configs {
+		configs[c.Spec.Name] = c
+		ids.Configs[c.Spec.Name] = c.ID
+	}
+	for _, o := range st.Configs {
+		cur, ok := configs[o.Name]
+		switch {
+		case o.External && !ok:
+			errs = append(errs, fmt.Errorf("config %s is external but does not exist: create it first (shoal config create %s FILE)", o.Name, o.Name))
+		case o.External:
+		case !ok:
+			p.CreateConfigs = append(p.CreateConfigs, o)
+		case Namespace(cur.Spec.Labels) != st.Namespace:
+			errs = append(errs, fmt.Errorf("config %s exists and is not part of stack %s (declare it external: true to use it)", o.Name, st.Namespace))
+		case cur.Spec.Data != nil && !bytes.Equal(cur.Spec.Data, o.Data):
+			errs = append(errs, fmt.Errorf("config %s exists with other data: configs cannot change; give the new data another name (name: in the file) or remove the stack first", o.Name))
+		}
+	}
+	services := c.Services
 	for _, n := range st.Networks {
 		cur, ok := byName[n.Spec.Name]
 		switch {
@@ -83,7 +132,7 @@ func MakePlan(st *Stack, networks []api.Network, services []api.ServiceView) (*P
 			errs = append(errs, fmt.Errorf("service %s: mode cannot change (%s to %s): remove the service first", want.Name, cur.Spec.Mode, want.Mode))
 			continue
 		}
-		resolved, err := Resolve(want, netIDs, &cur.Spec)
+		resolved, err := Resolve(want, ids, &cur.Spec)
 		if err == nil && Same(resolved, cur.Spec) {
 			p.Unchanged = append(p.Unchanged, cur)
 			continue

@@ -12,7 +12,7 @@ import (
 // defaults filled.
 func deployed(t *testing.T, id string, spec api.ServiceSpec, nets map[string]string) api.ServiceView {
 	t.Helper()
-	r, err := Resolve(spec, nets, nil)
+	r, err := Resolve(spec, IDs{Networks: nets}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ networks:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := MakePlan(st, tt.networks, tt.services)
+			p, err := MakePlan(st, Cluster{Networks: tt.networks, Services: tt.services})
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v: want %q", err, tt.wantErr)
@@ -129,10 +129,10 @@ func TestMakePlanExternalNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := MakePlan(st, nil, nil); err == nil || !strings.Contains(err.Error(), "network shared is external but does not exist") {
+	if _, err := MakePlan(st, Cluster{}); err == nil || !strings.Contains(err.Error(), "network shared is external but does not exist") {
 		t.Errorf("error %v: want the missing external network named", err)
 	}
-	p, err := MakePlan(st, []api.Network{{ID: "n", Spec: api.NetworkSpec{Name: "shared"}}}, nil)
+	p, err := MakePlan(st, Cluster{Networks: []api.Network{{ID: "n", Spec: api.NetworkSpec{Name: "shared"}}}})
 	if err != nil || len(p.CreateNetworks) != 0 || len(p.Create) != 1 {
 		t.Errorf("plan %+v, %v: want the service created on the existing network", p, err)
 	}

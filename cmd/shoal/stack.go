@@ -45,6 +45,9 @@ func (a *app) loadStack(cmd *cobra.Command, files []string, ns string) (*stack.L
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := stack.ReadData(st); err != nil {
+		return nil, nil, err
+	}
 	return l, st, nil
 }
 
@@ -119,15 +122,11 @@ type deployTarget struct {
 }
 
 func (a *app) deployStack(ctx context.Context, c *api.Client, st *stack.Stack, f deployFlags, timeout time.Duration) error {
-	networks, err := c.Networks(ctx)
+	cl, err := readCluster(ctx, c, st.Namespace)
 	if err != nil {
-		return fmt.Errorf("list networks: %w", err)
+		return err
 	}
-	services, err := c.Services(ctx)
-	if err != nil {
-		return fmt.Errorf("list services: %w", err)
-	}
-	plan, err := stack.MakePlan(st, networks, services)
+	plan, err := stack.MakePlan(st, cl)
 	if err != nil {
 		return err
 	}
@@ -135,6 +134,18 @@ func (a *app) deployStack(ctx context.Context, c *api.Client, st *stack.Stack, f
 		fmt.Fprintf(a.stdout, "Creating network %s\n", spec.Name)
 		if _, err := c.CreateNetwork(ctx, spec); err != nil {
 			return fmt.Errorf("create network %s: %w", spec.Name, err)
+		}
+	}
+	for _, o := range plan.CreateSecrets {
+		fmt.Fprintf(a.stdout, "Creating secret %s\n", o.Name)
+		if _, err := c.CreateSecret(ctx, api.SecretSpec{Name: o.Name, Labels: o.Labels, Data: o.Data}); err != nil {
+			return fmt.Errorf("create secret %s: %w", o.Name, err)
+		}
+	}
+	for _, o := range plan.CreateConfigs {
+		fmt.Fprintf(a.stdout, "Creating config %s\n", o.Name)
+		if _, err := c.CreateConfig(ctx, api.ConfigSpec{Name: o.Name, Labels: o.Labels, Data: o.Data}); err != nil {
+			return fmt.Errorf("create config %s: %w", o.Name, err)
 		}
 	}
 	var targets []deployTarget
@@ -182,6 +193,35 @@ func (a *app) deployStack(ctx context.Context, c *api.Client, st *stack.Stack, f
 	}
 	slices.SortFunc(targets, func(x, y deployTarget) int { return strings.Compare(x.name, y.name) })
 	return a.waitStack(ctx, c, targets, timeout, f.timeout)
+}
+
+// readCluster lists what a deploy compares the stack with; the stack's
+// configs are read with their data.
+func readCluster(ctx context.Context, c *api.Client, ns string) (stack.Cluster, error) {
+	var cl stack.Cluster
+	var err error
+	if cl.Networks, err = c.Networks(ctx); err != nil {
+		return cl, fmt.Errorf("list networks: %w", err)
+	}
+	if cl.Services, err = c.Services(ctx); err != nil {
+		return cl, fmt.Errorf("list services: %w", err)
+	}
+	if cl.Secrets, err = c.Secrets(ctx); err != nil {
+		return cl, fmt.Errorf("list secrets: %w", err)
+	}
+	if cl.Configs, err = c.Configs(ctx); err != nil {
+		return cl, fmt.Errorf("list configs: %w", err)
+	}
+	for i, cfg := range cl.Configs {
+		if stack.Namespace(cfg.Spec.Labels) == ns {
+			full, err := c.Config(ctx, cfg.ID)
+			if err != nil {
+				return cl, fmt.Errorf("inspect config %s: %w", cfg.Spec.Name, err)
+			}
+			cl.Configs[i] = full
+		}
+	}
+	return cl, nil
 }
 
 func taskIDs(ctx context.Context, c *api.Client, serviceID string) (map[string]bool, error) {
@@ -524,13 +564,37 @@ func (a *app) removeStack(ctx context.Context, c *api.Client, ns string) error {
 	if err != nil {
 		return err
 	}
-	var mine []api.Network
-	for _, n := range networks {
-		if stack.Namespace(n.Spec.Labels) == ns {
-			mine = append(mine, n)
+	// What goes once the services are gone: each refused while a task
+	// still uses it.
+	type leftover struct {
+		kind, id, name string
+		remove         func(context.Context, string) error
+	}
+	var rest []leftover
+	secrets, err := c.Secrets(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range secrets {
+		if stack.Namespace(s.Spec.Labels) == ns {
+			rest = append(rest, leftover{"secret", s.ID, s.Spec.Name, c.RemoveSecret})
 		}
 	}
-	if len(services) == 0 && len(mine) == 0 {
+	configs, err := c.Configs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, cfg := range configs {
+		if stack.Namespace(cfg.Spec.Labels) == ns {
+			rest = append(rest, leftover{"config", cfg.ID, cfg.Spec.Name, c.RemoveConfig})
+		}
+	}
+	for _, n := range networks {
+		if stack.Namespace(n.Spec.Labels) == ns {
+			rest = append(rest, leftover{"network", n.ID, n.Spec.Name, c.RemoveNetwork})
+		}
+	}
+	if len(services) == 0 && len(rest) == 0 {
 		return fmt.Errorf("nothing found in stack: %s", ns)
 	}
 	for _, s := range services {
@@ -542,19 +606,19 @@ func (a *app) removeStack(ctx context.Context, c *api.Client, ns string) error {
 	deadline := a.clock.Now().Add(stackRmWait)
 	tick, stop := a.clock.NewTicker(convergePoll)
 	defer stop()
-	for _, n := range mine {
-		fmt.Fprintf(a.stdout, "Removing network %s\n", n.Spec.Name)
+	for _, o := range rest {
+		fmt.Fprintf(a.stdout, "Removing %s %s\n", o.kind, o.name)
 		for {
-			err := c.RemoveNetwork(ctx, n.ID)
+			err := o.remove(ctx, o.id)
 			if err == nil || api.IsStatus(err, 404) {
 				break
 			}
-			if !api.IsStatus(err, 400) || !a.clock.Now().Before(deadline) {
-				return fmt.Errorf("remove network %s: %w", n.Spec.Name, err)
+			if !api.IsStatus(err, 400) && !api.IsStatus(err, 409) || !a.clock.Now().Before(deadline) {
+				return fmt.Errorf("remove %s %s: %w", o.kind, o.name, err)
 			}
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("remove network %s: %w", n.Spec.Name, ctx.Err())
+				return fmt.Errorf("remove %s %s: %w", o.kind, o.name, ctx.Err())
 			case <-tick:
 			}
 		}
