@@ -95,7 +95,7 @@ func TestPlacementAndJobs(t *testing.T) {
 
 		start := time.Now()
 		s.run(t, "service", "update", "--detach", "--force", "batch")
-		maxActive, d = s.watchJob(t, "batch", 1)
+		maxActive, _ = s.watchJob(t, "batch", 1)
 		report(t, "update --force reran it: at most %d active, 5/5 completed again %.2fs after the update", maxActive, time.Since(start).Seconds())
 		tasks, err := Tasks(s.m, "batch")
 		if err != nil {

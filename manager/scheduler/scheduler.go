@@ -156,6 +156,8 @@ type run struct {
 	// filters and how many failed each of them.
 	static map[string]*staticSet
 	heap   nodeHeap
+	// shapes caches the preference trees, by label list (spread.go).
+	shapes map[string]*shape
 }
 
 type staticSet struct {

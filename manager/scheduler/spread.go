@@ -61,47 +61,88 @@ func prefsKey(pl *api.Placement) string {
 	return b.String()
 }
 
-// branch is a node of the preference tree: the nodes whose labels have one
-// value at each level so far. Leaves hold the eligible nodes in a heap.
-type branch struct {
-	value string
-	// count is the tasks of the service on the branch's nodes, placements
-	// of this call (and tasks left waiting for the branch) included.
-	count    int32
-	children []*branch
-	byValue  map[string]*branch
-	parent   *branch
-	// Leaves: eligible nodes that can take a task now, and how many
-	// eligible nodes only wait for their tasks to start.
-	heap    nodeHeap
-	waiting int
-	// exhausted: no node under it can take a task in this call.
-	exhausted bool
+// shape is the preference tree of one list of spread labels over every
+// node of the snapshot: branch 0 is the root, each level one label, each
+// branch one value (nodes without the label have ""). It depends on the
+// nodes' labels only, so one Schedule call builds it once per label list.
+type shape struct {
+	descs    []string  // the spread descriptors, one a level
+	parent   []int32   // by branch; -1 for the root
+	value    []string  // by branch
+	children [][]int32 // by branch, in value order; nil for leaves
+	leafOf   []int32   // by node index: the node's leaf
+	leaves   int
 }
 
-func (b *branch) child(v string) *branch {
-	if c, ok := b.byValue[v]; ok {
-		return c
+func newShape(nodes []NodeInfo, labels, descs []string) *shape {
+	sh := &shape{descs: descs, parent: []int32{-1}, value: []string{""}, children: [][]int32{nil}, leafOf: make([]int32, len(nodes))}
+	type edge struct {
+		parent int32
+		value  string
 	}
-	if b.byValue == nil {
-		b.byValue = make(map[string]*branch)
-	}
-	c := &branch{value: v, parent: b}
-	b.byValue[v] = c
-	b.children = append(b.children, c)
-	return c
-}
-
-// leafOf returns the leaf of node n, making the branches on the way.
-func (b *branch) leafOf(n *api.Node, labels []string) *branch {
-	for _, l := range labels {
-		v := ""
-		if n != nil {
-			v = n.Spec.Labels[l]
+	byEdge := make(map[edge]int32)
+	for i := range nodes {
+		b := int32(0)
+		for _, l := range labels {
+			v := ""
+			if n := nodes[i].Node; n != nil {
+				v = n.Spec.Labels[l]
+			}
+			c, ok := byEdge[edge{b, v}]
+			if !ok {
+				c = int32(len(sh.parent))
+				byEdge[edge{b, v}] = c
+				sh.parent = append(sh.parent, b)
+				sh.value = append(sh.value, v)
+				sh.children = append(sh.children, nil)
+				sh.children[b] = append(sh.children[b], c)
+			}
+			b = c
 		}
-		b = b.child(v)
+		sh.leafOf[i] = b
 	}
-	return b
+	for b := range sh.children {
+		if cs := sh.children[b]; cs != nil {
+			slices.SortFunc(cs, func(x, y int32) int { return strings.Compare(sh.value[x], sh.value[y]) })
+		} else {
+			sh.leaves++
+		}
+	}
+	return sh
+}
+
+// path names branch b for a reason, "node.labels.zone=a, node.labels.rack=2".
+func (sh *shape) path(b int32) string {
+	var parts []string
+	for ; sh.parent[b] >= 0; b = sh.parent[b] {
+		parts = append(parts, valueText(sh.descs[len(sh.descs)-1-len(parts)], sh.value[b]))
+	}
+	slices.Reverse(parts)
+	return strings.Join(parts, ", ")
+}
+
+// shapeFor returns the tree of a group's preferences, built once per call.
+func (r *run) shapeFor(prefs []api.PlacementPreference) (*shape, error) {
+	labels := make([]string, 0, len(prefs))
+	descs := make([]string, 0, len(prefs))
+	for _, pref := range prefs {
+		l, err := pref.SpreadLabel()
+		if err != nil {
+			return nil, err
+		}
+		labels = append(labels, l)
+		descs = append(descs, pref.Spread)
+	}
+	key := strings.Join(labels, "\x00")
+	if sh, ok := r.shapes[key]; ok {
+		return sh, nil
+	}
+	if r.shapes == nil {
+		r.shapes = make(map[string]*shape)
+	}
+	sh := newShape(r.s.Nodes, labels, descs)
+	r.shapes[key] = sh
+	return sh, nil
 }
 
 // placePreferred places a group of tasks with placement preferences, as
@@ -116,128 +157,119 @@ func (b *branch) leafOf(n *api.Node, labels []string) *branch {
 func (r *run) placePreferred(p *Pipeline, constraints string, pending []*api.Task, ts []int, placed []int32, reasons []string) {
 	first := pending[ts[0]]
 	service := first.ServiceID
-	prefs := first.Spec.Placement.Preferences
-	labels := make([]string, 0, len(prefs))
-	descs := make([]string, 0, len(prefs))
-	for _, pref := range prefs {
-		l, err := pref.SpreadLabel()
-		if err != nil {
-			for _, ti := range ts {
-				reasons[ti] = err.Error()
-			}
-			return
+	sh, err := r.shapeFor(first.Spec.Placement.Preferences)
+	if err != nil {
+		for _, ti := range ts {
+			reasons[ti] = err.Error()
 		}
-		labels = append(labels, l)
-		descs = append(descs, pref.Spread)
+		return
 	}
 	ss := r.staticFor(p, constraints)
 	copy(p.failures[:p.static], ss.failures)
 	p.checked = len(r.s.Nodes)
 	starting := slices.IndexFunc(p.filters, isStarting)
 
-	root := &branch{}
+	nb := len(sh.parent)
+	count := make([]int32, nb)   // tasks of the service under each branch
+	waiting := make([]int32, nb) // leaves: nodes that only wait for starts
+	open := make([]int32, nb)    // nodes under each branch that can take a task, or wait
 	holding := r.holding[service]
 	for _, i := range holding {
 		c := int32(r.s.Nodes[i].ServiceTasks[service])
 		r.count[i] = c
-		for b := root.leafOf(r.s.Nodes[i].Node, labels); b != nil; b = b.parent {
-			b.count += c
+		for b := sh.leafOf[i]; b >= 0; b = sh.parent[b] {
+			count[b] += c
 		}
 	}
+	// The eligible nodes, by leaf: one backing array, a heap per leaf.
+	cands := make([]candidate, 0, len(ss.nodes))
 	for _, i := range ss.nodes {
 		ni := &r.s.Nodes[i]
-		leaf := root.leafOf(ni.Node, labels)
 		if f := p.failedFrom(ni, p.static); f >= 0 {
 			if f == starting {
-				leaf.waiting++
+				waiting[sh.leafOf[i]]++
 			}
 			continue
 		}
-		leaf.heap = append(leaf.heap, candidate{node: i, service: r.count[i], total: int32(len(ni.Tasks)), rank: r.rank[i]})
+		cands = append(cands, candidate{node: i, service: r.count[i], total: int32(len(ni.Tasks)), rank: r.rank[i]})
 	}
 	for _, i := range holding {
 		r.count[i] = 0
 	}
-	var markExhausted func(b *branch)
-	markExhausted = func(b *branch) {
-		if b.children == nil {
-			b.exhausted = len(b.heap) == 0 && b.waiting == 0
-		} else {
-			b.exhausted = true
-			for _, c := range b.children {
-				markExhausted(c)
-				b.exhausted = b.exhausted && c.exhausted
-			}
-			slices.SortFunc(b.children, func(x, y *branch) int { return strings.Compare(x.value, y.value) })
+	slices.SortFunc(cands, func(a, b candidate) int { return int(sh.leafOf[a.node]) - int(sh.leafOf[b.node]) })
+	heaps := make([]nodeHeap, nb)
+	for lo := 0; lo < len(cands); {
+		leaf := sh.leafOf[cands[lo].node]
+		hi := lo + 1
+		for hi < len(cands) && sh.leafOf[cands[hi].node] == leaf {
+			hi++
 		}
-		if b.children == nil {
-			b.heap.init()
+		heaps[leaf] = nodeHeap(cands[lo:hi:hi])
+		heaps[leaf].init()
+		lo = hi
+	}
+	for b := nb - 1; b >= 0; b-- { // children come after their parent
+		if sh.children[b] == nil {
+			open[b] = int32(len(heaps[b])) + waiting[b]
+		}
+		if pb := sh.parent[b]; pb >= 0 {
+			open[pb] += open[b]
 		}
 	}
-	markExhausted(root)
 
 	dynamic := p.static < len(p.filters)
 	var why string
 	for _, ti := range ts {
-		if root.exhausted {
+		if open[0] == 0 {
 			if why == "" {
 				why = p.Explain()
 			}
 			reasons[ti] = why
 			continue
 		}
-		b := root
-		for b.children != nil {
-			var best *branch
-			for _, c := range b.children {
-				if !c.exhausted && (best == nil || c.count < best.count) {
+		b := int32(0)
+		for sh.children[b] != nil {
+			best := int32(-1)
+			for _, c := range sh.children[b] {
+				if open[c] > 0 && (best < 0 || count[c] < count[best]) {
 					best = c
 				}
 			}
 			b = best
 		}
-		for a := b; a != nil; a = a.parent {
-			a.count++
+		for a := b; a >= 0; a = sh.parent[a] {
+			count[a]++
 		}
-		if len(b.heap) == 0 { // only nodes waiting for their tasks to start
-			reasons[ti] = "no suitable node (" + b.path(descs) + ": " + StartingFilter{Max: MaxStarting}.Explain(b.waiting) + ")"
+		h := heaps[b]
+		if len(h) == 0 { // only nodes waiting for their tasks to start
+			reasons[ti] = "no suitable node (" + sh.path(b) + ": " + StartingFilter{Max: MaxStarting}.Explain(int(waiting[b])) + ")"
 			continue
 		}
-		c := &b.heap[0]
+		c := &h[0]
 		if r.place(c.node, pending[ti]) {
 			c.service++
 			c.total++
 		}
 		placed[ti] = c.node
 		if !dynamic {
-			b.heap.down(0)
+			h.down(0)
 			continue
 		}
-		if f := p.failedFrom(&r.s.Nodes[c.node], p.static); f >= 0 {
-			if f == starting {
-				b.waiting++
-			}
-			b.heap.popTop()
-			if len(b.heap) == 0 && b.waiting == 0 {
-				b.exhausted = true
-				for a := b.parent; a != nil && !slices.ContainsFunc(a.children, func(c *branch) bool { return !c.exhausted }); a = a.parent {
-					a.exhausted = true
-				}
-			}
-		} else {
-			b.heap.down(0)
+		f := p.failedFrom(&r.s.Nodes[c.node], p.static)
+		if f < 0 {
+			h.down(0)
+			continue
+		}
+		h.popTop()
+		heaps[b] = h
+		if f == starting {
+			waiting[b]++ // still open: the node waits
+			continue
+		}
+		for a := b; a >= 0; a = sh.parent[a] {
+			open[a]--
 		}
 	}
-}
-
-// path names the branch for a reason, "node.labels.zone=a, node.labels.rack=2".
-func (b *branch) path(descs []string) string {
-	var parts []string
-	for a := b; a.parent != nil; a = a.parent {
-		parts = append(parts, valueText(descs[len(descs)-1-len(parts)], a.value))
-	}
-	slices.Reverse(parts)
-	return strings.Join(parts, ", ")
 }
 
 // valueText names a branch for a reason: "node.labels.zone=a", or
