@@ -83,6 +83,7 @@ func (s TaskSpec) Clone() TaskSpec {
 	}
 	s.Secrets = cloneSlice(s.Secrets)
 	s.Configs = cloneSlice(s.Configs)
+	s = s.cloneRuntime()
 	return s
 }
 

@@ -127,7 +127,8 @@ type ServiceSpec struct {
 // TaskSpec is the template every task of a service runs.
 type TaskSpec struct {
 	Image string `json:"image"`
-	// Command replaces the image's entrypoint and cmd when set.
+	// Command replaces the image's entrypoint and cmd when set, or only
+	// its cmd when Entrypoint is set.
 	Command         []string      `json:"command,omitempty"`
 	Env             []string      `json:"env,omitempty"`
 	User            string        `json:"user,omitempty"`
@@ -145,6 +146,25 @@ type TaskSpec struct {
 	// Secrets and Configs are files put into the task (api/secret.go).
 	Secrets []SecretReference `json:"secrets,omitempty"`
 	Configs []ConfigReference `json:"configs,omitempty"`
+
+	// Container settings, docker's flags (api/taskspec.go, ValidateRuntime).
+	Mounts []Mount `json:"mounts,omitempty"`
+	// Entrypoint replaces the image's entrypoint; Command is then its
+	// arguments (replacing the image's cmd), docker's meaning.
+	Entrypoint []string          `json:"entrypoint,omitempty"`
+	Hostname   string            `json:"hostname,omitempty"`
+	Groups     []string          `json:"groups,omitempty"`
+	ReadOnly   bool              `json:"read_only,omitempty"`
+	Init       bool              `json:"init,omitempty"`
+	CapAdd     []string          `json:"cap_add,omitempty"`
+	CapDrop    []string          `json:"cap_drop,omitempty"`
+	Sysctls    map[string]string `json:"sysctls,omitempty"`
+	Ulimits    []Ulimit          `json:"ulimits,omitempty"`
+	StopSignal string            `json:"stop_signal,omitempty"`
+	DNS        *DNSConfig        `json:"dns,omitempty"`
+	// Hosts are extra /etc/hosts entries, "host:ip" or "ip host [alias...]".
+	Hosts []string `json:"hosts,omitempty"`
+	TTY   bool     `json:"tty,omitempty"`
 }
 
 // Resources are what a task reserves (for scheduling) and may use at most (enforced).

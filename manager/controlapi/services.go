@@ -90,6 +90,9 @@ func (s *Server) validateSpec(spec *api.ServiceSpec) error {
 	if err := t.Healthcheck.Validate(); err != nil {
 		return badRequest("%v", err)
 	}
+	if err := t.ValidateRuntime(); err != nil {
+		return badRequest("%v", err)
+	}
 	for _, c := range t.Placement.Constraints {
 		if err := s.cfg.CheckConstraint(c); err != nil {
 			return badRequest("constraint %q: %v", c, err)
