@@ -91,6 +91,15 @@ func (n *Network) netnsName(taskID string) string {
 	return n.netnsPrefix + taskID[:min(12, len(taskID))]
 }
 
+// upstreamsOf are the nameservers a task's resolver forwards other names
+// to: its own (--dns) or the node's.
+func (n *Network) upstreamsOf(t *api.Task) []string {
+	if d := t.Spec.DNS; d != nil && len(d.Nameservers) > 0 {
+		return d.Nameservers
+	}
+	return n.upstreams
+}
+
 func (n *Network) resolvConf(taskID string) string {
 	return filepath.Join(n.dir, taskID+".resolv.conf")
 }
@@ -110,7 +119,11 @@ func (n *Network) Prepare(t *api.Task) (string, string, error) {
 		return "", "", err
 	}
 	conf := n.resolvConf(t.ID)
-	if err := dns.WriteResolvConf(conf); err != nil {
+	var search, options []string
+	if d := t.Spec.DNS; d != nil {
+		search, options = d.Search, d.Options
+	}
+	if err := dns.WriteTaskResolvConf(conf, search, options); err != nil {
 		return "", "", err
 	}
 	n.prepared[t.ID] = t
@@ -200,7 +213,7 @@ func (n *Network) applyLocked() error {
 		}
 		if r, ok := n.resolvers[t.ID]; ok {
 			r.SetNetworks(networks)
-		} else if r, err := dns.Start(path, networks, n.table, n.upstreams, n.log); err != nil {
+		} else if r, err := dns.Start(path, networks, n.table, n.upstreamsOf(t), n.log); err != nil {
 			errs = append(errs, fmt.Errorf("dns for task %s: %w", t.ID, err))
 		} else {
 			n.resolvers[t.ID] = r

@@ -27,6 +27,8 @@ func (n *Node) serveAPI() (func(), error) {
 	n.mu.Unlock()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/node/tasks/{id}/logs", n.taskLogs)
+	mux.HandleFunc("GET /v1/node/volumes", n.listVolumes)
+	mux.HandleFunc("DELETE /v1/node/volumes/{name}", n.removeVolume)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if rm := n.runningManager(); rm != nil {
 			rm.m.API().Handler().ServeHTTP(w, r)

@@ -25,6 +25,7 @@ import (
 	"github.com/shoal-dev/shoal/agent"
 	"github.com/shoal-dev/shoal/agent/exec"
 	containerdexec "github.com/shoal-dev/shoal/agent/exec/containerd"
+	"github.com/shoal-dev/shoal/agent/volume"
 	"github.com/shoal-dev/shoal/api"
 	"github.com/shoal-dev/shoal/clock"
 	"github.com/shoal-dev/shoal/internal/httpserve"
@@ -49,9 +50,10 @@ type Node struct {
 	clock clock.Clock
 	paths paths
 
-	reg    *prometheus.Registry
-	gossip *gossip.Gossip
-	agent  *agent.Agent
+	reg     *prometheus.Registry
+	gossip  *gossip.Gossip
+	agent   *agent.Agent
+	volumes *volume.Store
 
 	mu       sync.Mutex
 	st       *state
@@ -322,6 +324,9 @@ func (n *Node) serve(ctx context.Context, resumed bool) error {
 	if err != nil {
 		return err
 	}
+	if n.volumes, err = volume.New(n.paths.volumes()); err != nil {
+		return err
+	}
 	n.agent = agent.New(agent.Config{
 		Network:   network,
 		Hostname:  st.Hostname,
@@ -337,6 +342,7 @@ func (n *Node) serve(ctx context.Context, resumed bool) error {
 				OnPull:             func(took time.Duration, err error) { n.agent.ObservePull(took, err) },
 				Network:            network.Prepare,
 				Files:              func(t *api.Task) ([]exec.File, error) { return n.agent.TaskFiles(t) },
+				Volumes:            n.volumes,
 				Logger:             n.log,
 			})
 		},

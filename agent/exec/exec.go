@@ -15,6 +15,8 @@ const (
 	LabelServiceID   = "com.shoal.service.id"
 	LabelServiceName = "com.shoal.service.name"
 	LabelSlot        = "com.shoal.task.slot"
+	// LabelVolumes lists the named volumes the container mounts, by comma.
+	LabelVolumes = "com.shoal.task.volumes"
 )
 
 // Errors an Executor returns, checked with errors.Is.
@@ -55,6 +57,8 @@ type ContainerStatus struct {
 	// signal exits 128+signal.
 	ExitCode int
 	ExitedAt time.Time
+	// Volumes are the named volumes the container mounts.
+	Volumes []string
 }
 
 // Executor runs the containers of tasks on one node. The container of a task

@@ -144,6 +144,7 @@ func (a *app) rootCmd() *cobra.Command {
 	root.AddCommand(
 		a.initCmd(), a.joinCmd(), a.agentCmd(),
 		a.infoCmd(), a.serviceCmd(), a.nodeCmd(), a.networkCmd(), a.secretCmd(), a.configCmd(), a.stackCmd(), a.joinTokenCmd(), a.leaveCmd(),
+		a.volumeCmd(),
 	)
 	return root
 }

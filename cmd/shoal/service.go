@@ -50,6 +50,7 @@ type createFlags struct {
 	health           healthFlags
 	files            fileFlags
 	sched            schedFlags
+	container        containerFlags
 }
 
 func (f *createFlags) register(fs *pflag.FlagSet, detach bool) {
@@ -79,6 +80,7 @@ func (f *createFlags) register(fs *pflag.FlagSet, detach bool) {
 	f.health.register(fs)
 	f.files.registerCreate(fs)
 	f.sched.register(fs, false)
+	f.container.register(fs)
 }
 
 // spec checks the flags and builds the service spec; args are the image and
@@ -198,6 +200,9 @@ func (f *createFlags) spec(args []string) (api.ServiceSpec, error) {
 		return spec, err
 	}
 	if t.Healthcheck, err = f.health.apply(nil); err != nil {
+		return spec, err
+	}
+	if err := f.container.apply(t); err != nil {
 		return spec, err
 	}
 	if err := f.files.applyCreate(t); err != nil {

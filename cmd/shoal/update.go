@@ -113,6 +113,7 @@ type updateFlags struct {
 	health           healthFlags
 	files            fileFlags
 	sched            schedFlags
+	container        updateContainerFlags
 }
 
 func (f *updateFlags) register(fs *pflag.FlagSet, detach bool) {
@@ -148,6 +149,7 @@ func (f *updateFlags) register(fs *pflag.FlagSet, detach bool) {
 	f.health.register(fs)
 	f.files.registerUpdate(fs)
 	f.sched.register(fs, true)
+	f.container.register(fs)
 }
 
 // apply changes spec as the flags say. resolve turns a network name or ID
@@ -295,6 +297,10 @@ func (f *updateFlags) apply(spec *api.ServiceSpec, resolve func(string) (string,
 		t.Healthcheck = h
 	}
 	if err := f.files.applyUpdate(t); err != nil {
+		return err
+	}
+
+	if err := f.container.apply(t); err != nil {
 		return err
 	}
 

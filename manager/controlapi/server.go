@@ -164,6 +164,8 @@ func New(cfg Config) *Server {
 	s.route("GET /v1/networks/{ref}", managers, false, s.getNetwork)
 	s.route("DELETE /v1/networks/{ref}", managers, true, s.removeNetwork)
 	s.routeSecrets()
+	s.route("GET /v1/volumes", managers, false, s.listVolumes)
+	s.route("DELETE /v1/volumes/{name}", managers, false, s.removeVolume)
 	return s
 }
 

@@ -9,21 +9,23 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/containers"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/oci"
 	"github.com/containerd/containerd/remotes"
 	"github.com/containerd/containerd/remotes/docker"
 	"github.com/distribution/reference"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/shoal-dev/shoal/agent/exec"
+	"github.com/shoal-dev/shoal/agent/volume"
 	"github.com/shoal-dev/shoal/api"
 )
 
@@ -56,8 +58,14 @@ type Config struct {
 	// gives the container a namespace of its own with loopback only.
 	Network func(t *api.Task) (netnsPath, resolvConf string, err error)
 	// Files, if set, gives a task's secrets and configs (files.go).
-	Files  func(t *api.Task) ([]exec.File, error)
-	Logger *slog.Logger
+	Files func(t *api.Task) ([]exec.File, error)
+	// Volumes holds the node's named volumes; tasks with volume mounts are
+	// refused without it.
+	Volumes *volume.Store
+	// InitPath is the static init binary --init tasks run under; FindInit's
+	// when empty (a node without one refuses --init tasks).
+	InitPath string
+	Logger   *slog.Logger
 }
 
 // Executor runs task containers through containerd.
@@ -71,6 +79,9 @@ type Executor struct {
 	network     func(*api.Task) (string, string, error)
 	files       func(*api.Task) ([]exec.File, error)
 	stateDir    string
+	volumes     *volume.Store
+	initPath    string
+	etcDir      string // hosts and resolv.conf files of tasks
 	log         *slog.Logger
 	// execSeq numbers exec processes, so checks never share an ID.
 	execSeq atomic.Uint64
@@ -103,7 +114,13 @@ func New(cfg Config) (*Executor, error) {
 		network:     cfg.Network,
 		files:       cfg.Files,
 		stateDir:    stateDir,
+		volumes:     cfg.Volumes,
+		initPath:    cfg.InitPath,
+		etcDir:      filepath.Join(stateDir, "etc"),
 		log:         cfg.Logger,
+	}
+	if e.initPath == "" {
+		e.initPath = FindInit()
 	}
 	if e.ns == "" {
 		e.ns = DefaultNamespace
@@ -115,8 +132,10 @@ func New(cfg Config) (*Executor, error) {
 		e.log = slog.New(slog.DiscardHandler)
 	}
 	e.log = e.log.With("component", "exec", "namespace", e.ns)
-	if err := os.MkdirAll(e.logDir, 0o700); err != nil {
-		return nil, fmt.Errorf("containerd executor: %w", err)
+	for _, dir := range []string{e.logDir, e.etcDir} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("containerd executor: %w", err)
+		}
 	}
 	e.client, err = containerd.New(cfg.Address, containerd.WithDefaultNamespace(e.ns), containerd.WithTimeout(5*time.Second))
 	if err != nil {
@@ -159,41 +178,20 @@ func (e *Executor) Prepare(ctx context.Context, t *api.Task) error {
 		return fmt.Errorf("prepare %s: %w", t.ID, err)
 	}
 
-	specOpts := []oci.SpecOpts{oci.WithImageConfig(img), oci.WithHostname(shortID(t.ID))}
-	if len(t.Spec.Command) > 0 {
-		specOpts = append(specOpts, oci.WithProcessArgs(t.Spec.Command...))
+	host, release, err := e.host(ctx, t, img)
+	defer release()
+	if err != nil {
+		return fmt.Errorf("prepare %s: %w", t.ID, err)
 	}
-	if len(t.Spec.Env) > 0 {
-		specOpts = append(specOpts, oci.WithEnv(t.Spec.Env))
+	opts, err := taskSpecOpts(t, host)
+	if err != nil {
+		e.removeEtc(t.ID)
+		return fmt.Errorf("prepare %s: %w", t.ID, err)
 	}
-	if t.Spec.Workdir != "" {
-		specOpts = append(specOpts, oci.WithProcessCwd(t.Spec.Workdir))
-	}
-	if t.Spec.User != "" {
-		specOpts = append(specOpts, oci.WithUser(t.Spec.User))
-	}
-	if m := t.Spec.Resources.Limits.MemoryBytes; m > 0 {
-		specOpts = append(specOpts, oci.WithMemoryLimit(uint64(m)))
-	}
-	if n := t.Spec.Resources.Limits.NanoCPUs; n > 0 {
-		specOpts = append(specOpts, oci.WithCPUCFS(cpuQuota(n), cpuPeriod))
-	}
-	if e.network != nil {
-		netnsPath, resolvConf, err := e.network(t)
-		if err != nil {
-			return fmt.Errorf("prepare %s: network: %w", t.ID, err)
-		}
-		if netnsPath != "" {
-			specOpts = append(specOpts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: netnsPath}))
-		}
-		if resolvConf != "" {
-			specOpts = append(specOpts, oci.WithMounts([]specs.Mount{{
-				Destination: "/etc/resolv.conf", Type: "bind", Source: resolvConf, Options: []string{"rbind", "ro"},
-			}}))
-		}
-	}
+	specOpts := append([]oci.SpecOpts{oci.WithImageConfig(img)}, opts...)
 	fileMounts, err := e.prepareFiles(t)
 	if err != nil {
+		e.removeEtc(t.ID)
 		return fmt.Errorf("prepare %s: %w", t.ID, err)
 	}
 	specOpts = append(specOpts, oci.WithMounts(fileMounts))
@@ -203,12 +201,21 @@ func (e *Executor) Prepare(ctx context.Context, t *api.Task) error {
 		exec.LabelServiceName: t.ServiceName,
 		exec.LabelSlot:        strconv.FormatUint(t.Slot, 10),
 	}
+	if names := volumeNames(t.Spec.Mounts); len(names) > 0 {
+		labels[exec.LabelVolumes] = strings.Join(names, ",")
+	}
+	stopSignal := containerd.WithImageStopSignal(img, "SIGTERM")
+	if t.Spec.StopSignal != "" {
+		labels[containerd.StopSignalLabel] = t.Spec.StopSignal
+		stopSignal = func(context.Context, *containerd.Client, *containers.Container) error { return nil }
+	}
 	_, err = e.client.NewContainer(ctx, t.ID,
 		containerd.WithImage(img),
 		containerd.WithSnapshotter(e.snapshotter),
 		containerd.WithNewSnapshot(t.ID, img),
 		containerd.WithNewSpec(specOpts...),
 		containerd.WithContainerLabels(labels),
+		stopSignal,
 	)
 	if errdefs.IsAlreadyExists(err) {
 		if _, lerr := e.client.LoadContainer(ctx, t.ID); lerr == nil {
@@ -221,6 +228,7 @@ func (e *Executor) Prepare(ctx context.Context, t *api.Task) error {
 		if rerr := e.client.SnapshotService(e.snapshotter).Remove(ctx, t.ID); rerr != nil && !errdefs.IsNotFound(rerr) {
 			log.Warn("remove snapshot of failed container", "err", rerr)
 		}
+		e.removeEtc(t.ID)
 		return fmt.Errorf("prepare %s: create container: %w", t.ID, err)
 	}
 	log.Info("container created", "image", img.Name())
@@ -424,14 +432,20 @@ func (e *Executor) Stop(ctx context.Context, taskID string, grace time.Duration)
 	if err != nil {
 		return fmt.Errorf("stop %s: %w", taskID, err)
 	}
-	if err := task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
-		return fmt.Errorf("stop %s: sigterm: %w", taskID, err)
+	sig := syscall.SIGTERM
+	if c, err := e.container(ctx, taskID); err == nil {
+		if s, err := containerd.GetStopSignal(ctx, c, syscall.SIGTERM); err == nil {
+			sig = s
+		}
+	}
+	if err := task.Kill(ctx, sig); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("stop %s: signal %d: %w", taskID, sig, err)
 	}
 	timer := time.NewTimer(grace)
 	defer timer.Stop()
 	select {
 	case <-exited:
-		e.log.Info("task stopped", "task", taskID, "signal", "SIGTERM")
+		e.log.Info("task stopped", "task", taskID, "signal", sig)
 		return nil
 	case <-timer.C:
 	case <-ctx.Done():
@@ -474,6 +488,7 @@ func (e *Executor) Remove(ctx context.Context, taskID string) error {
 		return fmt.Errorf("remove %s: %w", taskID, err)
 	}
 	e.releaseFiles(taskID)
+	e.removeEtc(taskID)
 	e.log.Info("container removed", "task", taskID)
 	return nil
 }
@@ -521,6 +536,9 @@ func (e *Executor) status(ctx context.Context, c containerd.Container) (exec.Con
 		Slot:        slot,
 		Image:       info.Image,
 		State:       exec.StateCreated,
+	}
+	if v := info.Labels[exec.LabelVolumes]; v != "" {
+		st.Volumes = strings.Split(v, ",")
 	}
 	task, err := c.Task(ctx, nil)
 	if errdefs.IsNotFound(err) {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -352,7 +353,7 @@ func TestExecutor(t *testing.T) {
 		st, ok := status(t, second, id)
 		want := exec.ContainerStatus{TaskID: id, ServiceID: "svc1", ServiceName: "web", Slot: 2,
 			Image: imageRef, State: exec.StateRunning, Pid: before.Pid}
-		if !ok || st != want {
+		if !ok || !reflect.DeepEqual(st, want) {
 			t.Fatalf("List: got %+v (found %v), want %+v", st, ok, want)
 		}
 		if err := second.Prepare(ctx, tk); err != nil {
