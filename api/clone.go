@@ -95,6 +95,7 @@ func (t *Task) Clone() *Task {
 	c := *t
 	c.Spec = t.Spec.Clone()
 	c.Networks = cloneSlice(t.Networks)
+	c.HostPorts = cloneSlice(t.HostPorts)
 	return &c
 }
 

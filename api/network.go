@@ -44,23 +44,21 @@ const (
 	ProtocolUDP = "udp"
 )
 
-// PortConfig publishes a task port on every node (the ingress routing mesh).
+// PortConfig publishes a task port: on every node (the ingress routing
+// mesh, the default) or on the node running the task (host mode); see
+// api/ports.go.
 type PortConfig struct {
-	// Published is the port every node listens on.
+	// Published is the port nodes listen on.
 	Published uint16 `json:"published"`
 	// Target is the port inside the task.
 	Target uint16 `json:"target"`
 	// Protocol is tcp (the default) or udp.
 	Protocol string `json:"protocol,omitempty"`
-}
-
-// String is PUBLISHED:TARGET/PROTOCOL, as --publish takes it.
-func (p PortConfig) String() string {
-	proto := p.Protocol
-	if proto == "" {
-		proto = ProtocolTCP
-	}
-	return fmt.Sprintf("%d:%d/%s", p.Published, p.Target, proto)
+	// PublishMode is ingress (the default) or host.
+	PublishMode PublishMode `json:"publish_mode,omitempty"`
+	// PublishedIP, when set, is the one host address (IPv4) the port is
+	// bound on; "" is every address of the node.
+	PublishedIP string `json:"published_ip,omitempty"`
 }
 
 // EndpointSpec is how a service is reached.

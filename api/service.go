@@ -279,6 +279,10 @@ type Task struct {
 	// JobIteration is the run of a job the task belongs to (the service's
 	// JobIteration when it was created).
 	JobIteration uint64 `json:"job_iteration,omitempty"`
+	// HostPorts are the host-mode ports of its service when it was made:
+	// bound on its node only, so the scheduler keeps two tasks needing
+	// one of them off the same node.
+	HostPorts []PortConfig `json:"host_ports,omitempty"`
 }
 
 // TaskStatus is what managers and the agent observed.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -168,7 +167,7 @@ type endpointFlags struct {
 func (f *endpointFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.networks, "network", nil, "attach the tasks to an overlay network, by name or ID (repeatable)")
 	fs.StringArrayVarP(&f.publish, "publish", "p", nil,
-		"publish a port on every node, PUBLISHED:TARGET[/tcp|udp], like 8080:80 (repeatable)")
+		"publish a port: [IP:]PUBLISHED:TARGET[/tcp|udp] on every node (8080:80), or mode=host,published=443,target=8443[,protocol=udp][,published_ip=IP] (repeatable)")
 	fs.StringVar(&f.mode, "endpoint-mode", "", "how the service name resolves: vip (one virtual IP, the default) or dnsrr (the task addresses)")
 }
 
@@ -192,47 +191,19 @@ func (f *endpointFlags) apply(spec *api.ServiceSpec) error {
 		if err != nil {
 			return err
 		}
-		key := fmt.Sprintf("%d/%s", p.Published, p.Protocol)
+		key := publishKey(p)
 		if prev, dup := seen[key]; dup {
 			return fmt.Errorf("--publish %q: port %s is already published by --publish %q", s, key, prev)
 		}
 		seen[key] = s
 		spec.Endpoint.Ports = append(spec.Endpoint.Ports, p)
 	}
-	if spec.Endpoint.Mode == api.EndpointDNSRR && len(spec.Endpoint.Ports) > 0 {
-		return fmt.Errorf("--publish needs --endpoint-mode vip: the routing mesh balances over a virtual IP")
+	if err := checkPorts(spec.Endpoint.Ports); err != nil {
+		return fmt.Errorf("--publish: %w", err)
+	}
+	if spec.Endpoint.Mode == api.EndpointDNSRR && len(spec.Endpoint.IngressPorts()) > 0 {
+		return fmt.Errorf("--publish needs --endpoint-mode vip: the routing mesh balances over a virtual IP (or publish with mode=host)")
 	}
 	return nil
 }
 
-// parsePublish reads PUBLISHED:TARGET[/PROTOCOL], like 8080:80 or 53:53/udp.
-func parsePublish(s string) (api.PortConfig, error) {
-	bad := func(why string) (api.PortConfig, error) {
-		return api.PortConfig{}, fmt.Errorf("--publish %q: %s", s, why)
-	}
-	ports, proto, hasProto := strings.Cut(s, "/")
-	p := api.PortConfig{Protocol: api.ProtocolTCP}
-	if hasProto {
-		switch strings.ToLower(proto) {
-		case api.ProtocolTCP, api.ProtocolUDP:
-			p.Protocol = strings.ToLower(proto)
-		default:
-			return bad(fmt.Sprintf("protocol %q: want tcp or udp", proto))
-		}
-	}
-	pub, target, ok := strings.Cut(ports, ":")
-	if !ok {
-		return bad("want PUBLISHED:TARGET[/tcp|udp], like 8080:80")
-	}
-	for _, c := range []struct {
-		name, val string
-		dst       *uint16
-	}{{"published", pub, &p.Published}, {"target", target, &p.Target}} {
-		n, err := strconv.ParseUint(c.val, 10, 16)
-		if err != nil || n == 0 {
-			return bad(fmt.Sprintf("%s port %q: want a number from 1 to 65535", c.name, c.val))
-		}
-		*c.dst = uint16(n)
-	}
-	return p, nil
-}

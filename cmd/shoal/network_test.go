@@ -25,13 +25,30 @@ func TestParsePublish(t *testing.T) {
 		{in: "53:5353/udp", want: api.PortConfig{Published: 53, Target: 5353, Protocol: "udp"}},
 		{in: "443:8443/TCP", want: api.PortConfig{Published: 443, Target: 8443, Protocol: "tcp"}},
 		{in: "65535:1", want: api.PortConfig{Published: 65535, Target: 1, Protocol: "tcp"}},
-		{in: "80", wantErr: `--publish "80": want PUBLISHED:TARGET`},
+		{in: "80", wantErr: `--publish "80": want [IP:]PUBLISHED:TARGET`},
 		{in: "8080:80/sctp", wantErr: `protocol "sctp": want tcp or udp`},
 		{in: "0:80", wantErr: `published port "0": want a number from 1 to 65535`},
 		{in: "8080:70000", wantErr: `target port "70000": want a number`},
 		{in: ":80", wantErr: `published port "": want a number`},
 		{in: "a:b", wantErr: `published port "a"`},
-		{in: "1.2.3.4:80:80", wantErr: `published port "1.2.3.4"`},
+		{in: "10.0.0.5:8080:80", want: api.PortConfig{Published: 8080, Target: 80, Protocol: "tcp", PublishedIP: "10.0.0.5"}},
+		{in: "0.0.0.0:8080:80/udp", want: api.PortConfig{Published: 8080, Target: 80, Protocol: "udp"}},
+		{in: "1.2.3:80:80", wantErr: `published IP "1.2.3": not an IP address`},
+		{in: "published=[::1]:80,target=80", wantErr: `only IPv4 addresses`},
+		{in: "mode=host,published=443,target=8443", want: api.PortConfig{Published: 443, Target: 8443, Protocol: "tcp", PublishMode: "host"}},
+		{in: "mode=host,published=53,target=53,protocol=udp", want: api.PortConfig{Published: 53, Target: 53, Protocol: "udp", PublishMode: "host"}},
+		{in: "published=10.0.0.5:8080,target=80", want: api.PortConfig{Published: 8080, Target: 80, Protocol: "tcp", PublishedIP: "10.0.0.5"}},
+		{in: "mode=host,published=443,target=8443,published_ip=10.0.0.5",
+			want: api.PortConfig{Published: 443, Target: 8443, Protocol: "tcp", PublishMode: "host", PublishedIP: "10.0.0.5"}},
+		{in: "mode=ingress,target=80,published=80", want: api.PortConfig{Published: 80, Target: 80, Protocol: "tcp", PublishMode: "ingress"}},
+		{in: "mode=bridge,published=80,target=80", wantErr: `mode "bridge": want ingress or host`},
+		{in: "mode=host,published=70000,target=80", wantErr: `published port "70000": want a number from 1 to 65535`},
+		{in: "mode=host,published=80", wantErr: `target is required`},
+		{in: "mode=host,target=80", wantErr: `published is required`},
+		{in: "published=80,target=80,size=1", wantErr: `unknown key "size"`},
+		{in: "published=10.0.0.5:80,target=80,published_ip=10.0.0.6", wantErr: `published_ip given twice`},
+		{in: "published=300.0.0.5:80,target=80", wantErr: `published IP "300.0.0.5"`},
+		{in: "published=80,target", wantErr: `"target": want KEY=VALUE`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -74,12 +91,22 @@ func TestServiceCreateEndpointFlags(t *testing.T) {
 			want: with(func(s *api.ServiceSpec) {
 				s.Endpoint = api.EndpointSpec{Mode: api.EndpointVIP, Ports: []api.PortConfig{{Published: 80, Target: 80, Protocol: "tcp"}}}
 			})},
+		{name: "host mode with dnsrr", args: []string{"--endpoint-mode", "dnsrr", "-p", "mode=host,published=443,target=8443", "nginx"},
+			want: with(func(s *api.ServiceSpec) {
+				s.Endpoint = api.EndpointSpec{Mode: api.EndpointDNSRR, Ports: []api.PortConfig{{Published: 443, Target: 8443, Protocol: "tcp", PublishMode: "host"}}}
+			})},
+		{name: "one port on two addresses", args: []string{"-p", "10.0.0.5:80:80", "-p", "10.0.0.6:80:80", "nginx"},
+			want: with(func(s *api.ServiceSpec) {
+				s.Endpoint.Ports = []api.PortConfig{{Published: 80, Target: 80, Protocol: "tcp", PublishedIP: "10.0.0.5"}, {Published: 80, Target: 80, Protocol: "tcp", PublishedIP: "10.0.0.6"}}
+			})},
+		{name: "host ports clash", args: []string{"-p", "mode=host,published=443,target=1", "-p", "mode=host,published=443,target=2,published_ip=10.0.0.5", "nginx"},
+			wantErr: "clashes with port"},
 		{name: "flags after the image are the command's", args: []string{"nginx", "--network", "x"},
 			want: with(func(s *api.ServiceSpec) { s.Task.Command = []string{"--network", "x"} })},
 
 		{name: "bad endpoint mode", args: []string{"--endpoint-mode", "rr", "nginx"}, wantErr: `--endpoint-mode "rr": want vip or dnsrr`},
 		{name: "dnsrr cannot publish", args: []string{"--endpoint-mode", "dnsrr", "-p", "80:80", "nginx"}, wantErr: "--publish needs --endpoint-mode vip"},
-		{name: "bad publish", args: []string{"-p", "80", "nginx"}, wantErr: `--publish "80": want PUBLISHED:TARGET`},
+		{name: "bad publish", args: []string{"-p", "80", "nginx"}, wantErr: `--publish "80": want [IP:]PUBLISHED:TARGET`},
 		{name: "publish twice", args: []string{"-p", "80:80", "-p", "80:81/tcp", "nginx"},
 			wantErr: `--publish "80:81/tcp": port 80/tcp is already published by --publish "80:80"`},
 		{name: "empty network", args: []string{"--network", "", "nginx"}, wantErr: `--network "": want a network name`},

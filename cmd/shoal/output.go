@@ -220,6 +220,11 @@ func writeServiceTable(w io.Writer, services []api.ServiceView) error {
 	// The UPDATE column only once some service has been updated.
 	withUpdate := slices.ContainsFunc(services, func(s api.ServiceView) bool { return s.UpdateStatus != nil })
 	head := "ID\tNAME\tMODE\tREPLICAS\tIMAGE"
+	// The PORTS column only once some service publishes a port.
+	withPorts := slices.ContainsFunc(services, func(s api.ServiceView) bool { return len(s.Spec.Endpoint.Ports) > 0 })
+	if withPorts {
+		head += "\tPORTS"
+	}
 	if withUpdate {
 		head += "\tUPDATE"
 	}
@@ -227,6 +232,9 @@ func writeServiceTable(w io.Writer, services []api.ServiceView) error {
 	for _, s := range services {
 		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s",
 			shortID(s.ID), s.Spec.Name, s.Spec.Mode, replicasText(s), shortImage(s.Spec.Task.Image))
+		if withPorts {
+			line += "\t" + portsColumn(s.Spec.Endpoint.Ports)
+		}
 		if withUpdate {
 			update := "-"
 			if st := s.UpdateStatus; st != nil {

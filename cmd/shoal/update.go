@@ -130,8 +130,8 @@ func (f *updateFlags) register(fs *pflag.FlagSet, detach bool) {
 	fs.StringArrayVar(&f.constraintRm, "constraint-rm", nil, "remove a placement constraint (repeatable)")
 	fs.StringArrayVar(&f.networkAdd, "network-add", nil, "attach the tasks to a network, by name or ID (repeatable)")
 	fs.StringArrayVar(&f.networkRm, "network-rm", nil, "detach the tasks from a network, by name or ID (repeatable)")
-	fs.StringArrayVar(&f.publishAdd, "publish-add", nil, "publish a port, PUBLISHED:TARGET[/tcp|udp] (repeatable)")
-	fs.StringArrayVar(&f.publishRm, "publish-rm", nil, "unpublish a port, PUBLISHED[/tcp|udp] or PUBLISHED:TARGET[/PROTO] (repeatable)")
+	fs.StringArrayVar(&f.publishAdd, "publish-add", nil, "publish a port, as --publish takes it (repeatable)")
+	fs.StringArrayVar(&f.publishRm, "publish-rm", nil, "unpublish a port, [IP:]PUBLISHED[/tcp|udp] or [IP:]PUBLISHED:TARGET[/PROTO] (repeatable)")
 	fs.StringVar(&f.reserveCPU, "reserve-cpu", "", "CPUs reserved for each task, like 0.5 (0: none)")
 	fs.StringVar(&f.reserveMemory, "reserve-memory", "", "memory reserved for each task, like 64MiB (0: none)")
 	fs.StringVar(&f.limitCPU, "limit-cpu", "", "CPUs each task may use at most (0: no limit)")
@@ -336,14 +336,17 @@ func (f *updateFlags) apply(spec *api.ServiceSpec, resolve func(string) (string,
 			return fmt.Errorf("--publish-add: %w", err)
 		}
 		for _, o := range spec.Endpoint.Ports {
-			if o.Published == p.Published && o.Protocol == p.Protocol {
-				return fmt.Errorf("--publish-add %q: port %d/%s is published already; remove it with --publish-rm", s, p.Published, p.Protocol)
+			if o.Clashes(p) {
+				return fmt.Errorf("--publish-add %q: port %s is published already; remove it with --publish-rm", s, publishKey(o))
 			}
 		}
 		spec.Endpoint.Ports = append(spec.Endpoint.Ports, p)
 	}
-	if spec.Endpoint.Mode == api.EndpointDNSRR && len(spec.Endpoint.Ports) > 0 {
-		return errors.New("--publish-add needs endpoint mode vip: the routing mesh balances over a virtual IP")
+	if err := checkPorts(spec.Endpoint.Ports); err != nil {
+		return fmt.Errorf("--publish-add: %w", err)
+	}
+	if spec.Endpoint.Mode == api.EndpointDNSRR && len(spec.Endpoint.IngressPorts()) > 0 {
+		return errors.New("--publish-add needs endpoint mode vip: the routing mesh balances over a virtual IP (or publish with mode=host)")
 	}
 
 	if err := f.sched.apply(spec); err != nil {
@@ -360,20 +363,6 @@ func (f *updateFlags) apply(spec *api.ServiceSpec, resolve func(string) (string,
 		t.ForceUpdate++
 	}
 	return nil
-}
-
-// publishMatcher matches the published ports --publish-rm s names:
-// PUBLISHED[/PROTO] or PUBLISHED:TARGET[/PROTO], tcp unless said.
-func publishMatcher(s string) func(api.PortConfig) bool {
-	ports, proto, _ := strings.Cut(s, "/")
-	published, target, hasTarget := strings.Cut(ports, ":")
-	if proto == "" {
-		proto = string(api.ProtocolTCP)
-	}
-	return func(p api.PortConfig) bool {
-		return strconv.Itoa(int(p.Published)) == published && strings.EqualFold(string(p.Protocol), proto) &&
-			(!hasTarget || strconv.Itoa(int(p.Target)) == target)
-	}
 }
 
 // splitWords splits a command line into words as a POSIX shell would, with

@@ -43,7 +43,7 @@ func (x *Index) IngressID() string { return x.ingressID }
 // publishes ports and there is no ingress network to carry them.
 func (x *Index) Needs(svc *api.Service) (ids []string, ok bool) {
 	ok = true
-	if len(svc.Spec.Endpoint.Ports) > 0 {
+	if len(svc.Spec.Endpoint.IngressPorts()) > 0 {
 		if x.ingressID == "" {
 			ok = false
 		} else {

@@ -120,7 +120,7 @@ func (s *Server) removeNetwork(w http.ResponseWriter, r *http.Request) {
 			if slices.Contains(svc.Spec.Networks, n.ID) {
 				return badRequest("network %s is used by service %s", n.Spec.Name, svc.Spec.Name)
 			}
-			if n.Spec.Ingress && len(svc.Spec.Endpoint.Ports) > 0 {
+			if n.Spec.Ingress && len(svc.Spec.Endpoint.IngressPorts()) > 0 {
 				return badRequest("network %s is used by service %s: it publishes ports", n.Spec.Name, svc.Spec.Name)
 			}
 		}
@@ -160,27 +160,11 @@ func validateEndpoint(spec *api.ServiceSpec) error {
 	default:
 		return badRequest("endpoint mode %q: want vip or dnsrr", e.Mode)
 	}
-	if e.Mode == api.EndpointDNSRR && len(e.Ports) > 0 {
-		return badRequest("endpoint mode dnsrr cannot publish ports: the routing mesh needs a virtual IP (use vip)")
+	if e.Mode == api.EndpointDNSRR && len(e.IngressPorts()) > 0 {
+		return badRequest("endpoint mode dnsrr cannot publish ports in ingress mode: the routing mesh needs a virtual IP (use vip, or mode=host)")
 	}
-	seen := make(map[string]bool, len(e.Ports))
-	for i := range e.Ports {
-		p := &e.Ports[i]
-		switch p.Protocol {
-		case "":
-			p.Protocol = api.ProtocolTCP
-		case api.ProtocolTCP, api.ProtocolUDP:
-		default:
-			return badRequest("port %d: protocol %q: want tcp or udp", p.Published, p.Protocol)
-		}
-		if p.Published == 0 || p.Target == 0 {
-			return badRequest("port %s: want published and target ports from 1 to 65535", p)
-		}
-		key := fmt.Sprintf("%d/%s", p.Published, p.Protocol)
-		if seen[key] {
-			return badRequest("port %s is published twice", key)
-		}
-		seen[key] = true
+	if err := api.NormalizePorts(e.Ports); err != nil {
+		return badRequest("%s", err)
 	}
 	return nil
 }
@@ -217,17 +201,11 @@ func resolveNetworks(tx *store.Tx, spec *api.ServiceSpec, selfID string) error {
 	if err := checkOwnPorts(tx, spec.Endpoint.Ports); err != nil {
 		return err
 	}
-	for _, other := range tx.Services() {
-		if other.ID == selfID {
-			continue
-		}
-		for _, op := range other.Spec.Endpoint.Ports {
-			for _, p := range spec.Endpoint.Ports {
-				if p.Published == op.Published && p.Protocol == op.Protocol {
-					return badRequest("port %d/%s is already published by service %s", p.Published, p.Protocol, other.Spec.Name)
-				}
-			}
-		}
+	if err := checkPortsFree(tx, spec.Endpoint.Ports, selfID); err != nil {
+		return err
+	}
+	if len(spec.Endpoint.IngressPorts()) == 0 {
+		return nil
 	}
 	networks := tx.Networks()
 	if allocator.NewIndex(networks, nil).IngressID() != "" {

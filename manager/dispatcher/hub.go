@@ -420,7 +420,7 @@ func (h *hub) buildNet() *netView {
 				addrs = append(addrs, a.Addr)
 			}
 		}
-		for _, p := range svc.Spec.Endpoint.Ports {
+		for _, p := range svc.Spec.Endpoint.IngressPorts() {
 			v.published = append(v.published, api.PublishedPort{PortConfig: p, Backends: addrs})
 		}
 	}

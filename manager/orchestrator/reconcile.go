@@ -434,7 +434,7 @@ func (r *reconciler) outdated(t *api.Task) bool {
 	if o, ok := r.outdatedMemo[t]; ok {
 		return o
 	}
-	o := r.svc.Meta.Version > t.SpecVersion && (!bytes.Equal(specKey(&t.Spec), r.specJSON) || networksChanged(t, r.svc))
+	o := r.svc.Meta.Version > t.SpecVersion && (!bytes.Equal(specKey(&t.Spec), r.specJSON) || networksChanged(t, r.svc) || hostPortsChanged(t, r.svc))
 	if r.outdatedMemo == nil {
 		r.outdatedMemo = make(map[*api.Task]bool)
 	}
@@ -458,10 +458,16 @@ func networksChanged(t *api.Task, svc *api.Service) bool {
 		}
 		delete(have, id)
 	}
-	if len(svc.Spec.Endpoint.Ports) > 0 {
+	if len(svc.Spec.Endpoint.IngressPorts()) > 0 {
 		return len(have) != 1 // the ingress attachment
 	}
 	return len(have) != 0
+}
+
+// hostPortsChanged reports whether a task binds other host-mode ports than
+// its service now publishes: it must be replaced to bind the new ones.
+func hostPortsChanged(t *api.Task, svc *api.Service) bool {
+	return !slices.Equal(t.HostPorts, svc.Spec.Endpoint.HostPorts())
 }
 
 func (r *reconciler) wake(at time.Time) {
@@ -518,6 +524,7 @@ func (r *reconciler) create(slot uint64, nodeID string, quickExits uint64) {
 		Status:       api.TaskStatus{State: api.TaskPending, Timestamp: r.now, Message: MsgPending},
 		QuickExits:   quickExits,
 		JobIteration: r.svc.JobIteration,
+		HostPorts:    r.svc.Spec.Endpoint.HostPorts(),
 	})
 }
 

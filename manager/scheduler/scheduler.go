@@ -33,6 +33,7 @@ type groupKey struct {
 	memoryBytes int64
 	constraints string
 	prefs       string // preferences and the cap per node (prefsKey)
+	hostPorts   string
 }
 
 func keyOf(t *api.Task) groupKey {
@@ -43,6 +44,7 @@ func keyOf(t *api.Task) groupKey {
 		nanoCPUs:    r.NanoCPUs,
 		memoryBytes: r.MemoryBytes,
 		prefs:       prefsKey(&t.Spec.Placement),
+		hostPorts:   hostPortsKey(t),
 	}
 	switch cs := t.Spec.Placement.Constraints; len(cs) {
 	case 0:
@@ -119,6 +121,7 @@ func Schedule(s *Snapshot, pending []*api.Task) Result {
 			}
 			continue
 		}
+		withHostPorts(p, first)
 		switch {
 		case first.NodeID != "":
 			r.placePinned(p, pending, ts, placed, reasons)
