@@ -206,4 +206,3 @@ func (f *endpointFlags) apply(spec *api.ServiceSpec) error {
 	}
 	return nil
 }
-
