@@ -50,16 +50,25 @@ type gwPlan struct {
 	peer   string
 }
 
-// planGateway lists the task namespaces with a valid endpoint, one per task, by task ID.
-func (p *Plane) planGateway(plans []*netPlan) []gwPlan {
+// planGateway lists the task namespaces with a valid endpoint, and those in only, one per
+// task, by task ID.
+func (p *Plane) planGateway(plans []*netPlan, only []GatewayTask) []gwPlan {
 	byTask := map[string]gwPlan{}
+	add := func(taskID, netns string) {
+		if _, ok := byTask[taskID]; ok {
+			return
+		}
+		h := p.vethHash(taskID, "") // "" is no network's ID: no clash with endpoints
+		byTask[taskID] = gwPlan{taskID: taskID, netns: netns, veth: p.name(kindGateway, h), peer: p.name(kindPeer, h)}
+	}
 	for _, np := range plans {
 		for _, e := range np.endpoints {
-			if _, ok := byTask[e.ep.TaskID]; ok {
-				continue
-			}
-			h := p.vethHash(e.ep.TaskID, "") // "" is no network's ID: no clash with endpoints
-			byTask[e.ep.TaskID] = gwPlan{taskID: e.ep.TaskID, netns: e.ep.Netns, veth: p.name(kindGateway, h), peer: p.name(kindPeer, h)}
+			add(e.ep.TaskID, e.ep.Netns)
+		}
+	}
+	for _, g := range only {
+		if g.TaskID != "" && g.Netns != "" {
+			add(g.TaskID, g.Netns)
 		}
 	}
 	out := make([]gwPlan, 0, len(byTask))
@@ -232,4 +241,17 @@ func (p *Plane) addGatewayVeth(g gwPlan, bridge string, addr netip.Addr) (err er
 		return fmt.Errorf("configure %s in %s: %w", GatewayIfname, g.netns, err)
 	}
 	return nil
+}
+
+// TaskGatewayAddr is the address of the gateway link in the task namespace at netns, as the
+// kernel holds it (what the host reaches the task on), or an error when it has none yet.
+func (p *Plane) TaskGatewayAddr(netns string) (netip.Addr, error) {
+	got, err := p.nl.Iface(netns, GatewayIfname)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("read %s in %s: %w", GatewayIfname, netns, err)
+	}
+	if a := gwAddrOf(got, nil); a.IsValid() {
+		return a, nil
+	}
+	return netip.Addr{}, fmt.Errorf("%s in %s has no address in %s", GatewayIfname, netns, GatewaySubnet)
 }

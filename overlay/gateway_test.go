@@ -258,3 +258,33 @@ func TestGatewayClose(t *testing.T) {
 		t.Errorf("host links after Close: got %v, want none", got)
 	}
 }
+
+// A task namespace on no network gets the gateway link when listed in GatewayOnly (host-mode
+// ports), and TaskGatewayAddr reads its address back; it goes when no longer listed.
+func TestGatewayOnly(t *testing.T) {
+	p, f, _ := setup(t)
+	only := overlay.GatewayTask{TaskID: "taskB", Netns: epB.Netns}
+	reconcile(t, p, overlay.Desired{Networks: []overlay.Network{net1}, Endpoints: []overlay.Endpoint{epA}, Gateway: true,
+		GatewayOnly: []overlay.GatewayTask{only}})
+	assertGwAddr(t, f, epA.Netns, "172.18.0.2/16")
+	assertGwAddr(t, f, epB.Netns, "172.18.0.3/16")
+	if got, err := p.TaskGatewayAddr(epB.Netns); err != nil || got != netip.MustParseAddr("172.18.0.3") {
+		t.Errorf("TaskGatewayAddr(%s) = %v, %v; want 172.18.0.3", epB.Netns, got, err)
+	}
+	if _, ok := gwOf(t, f, epB.Netns); !ok {
+		t.Fatal("no gateway link for the gateway-only task")
+	}
+	// Alone, without any network.
+	reconcile(t, p, overlay.Desired{Gateway: true, GatewayOnly: []overlay.GatewayTask{only}})
+	assertGwAddr(t, f, epB.Netns, "172.18.0.3/16")
+	if _, ok := gwOf(t, f, epA.Netns); ok {
+		t.Error("task A kept its gateway link after it left")
+	}
+	reconcile(t, p, overlay.Desired{Gateway: true})
+	if _, ok := gwOf(t, f, epB.Netns); ok {
+		t.Error("gateway link kept once the task is no longer listed")
+	}
+	if _, err := p.TaskGatewayAddr(epB.Netns); err == nil {
+		t.Error("TaskGatewayAddr found an address on a removed link")
+	}
+}

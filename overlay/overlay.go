@@ -84,6 +84,16 @@ type Desired struct {
 	// route through the bridge, so that tasks reach the outside (masqueraded by the caller)
 	// while their overlay subnets stay on their own links. Without it there is no bridge.
 	Gateway bool
+	// GatewayOnly are task namespaces on no network that get the gateway link all the same
+	// (tasks publishing host-mode ports: the host DNATs to that link's address). Only with
+	// Gateway.
+	GatewayOnly []GatewayTask
+}
+
+// GatewayTask is a task namespace that has no endpoint but needs a gateway link.
+type GatewayTask struct {
+	TaskID string
+	Netns  string // path of the task's network namespace
 }
 
 // Config configures a Plane.
@@ -391,14 +401,14 @@ func (p *Plane) Reconcile(d Desired) error {
 	plans, errs := p.plan(d)
 	var gws []gwPlan
 	if d.Gateway {
-		gws = p.planGateway(plans)
+		gws = p.planGateway(plans, d.GatewayOnly)
 	}
 
 	host, err := p.readHost()
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	if len(plans) > 0 && p.mtu <= 0 {
+	if (len(plans) > 0 || len(gws) > 0) && p.mtu <= 0 {
 		under, err := p.nl.UnderlayMTU(p.cfg.VTEP)
 		if err != nil {
 			return errors.Join(append(errs, fmt.Errorf("underlay MTU of %s: %w", p.cfg.VTEP, err))...)

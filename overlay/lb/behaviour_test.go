@@ -8,11 +8,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // serve accepts on l until it is closed and answers each connection with its local address
@@ -180,16 +182,28 @@ func TestTaskVIPBalances(t *testing.T) {
 // TestIngressBalances: a node ("host") between a client namespace and a backend namespace.
 //
 //	client 10.202.0.2 --- 10.202.0.1 host 10.201.0.1 --- backend 10.201.0.2, 10.201.0.3 :9000
+//	                      10.202.0.5
 //
-// The backend has no route back to the client network, so only the masquerade makes replies
-// work. Published port 8080 on the host goes to both backend addresses, from the client
-// (prerouting) and from the host itself (output).
+// The backend's default route leads nowhere (as a task's leads to its gateway bridge, not
+// to the node that DNATed), so replies get back only through the mesh reply rules, which
+// route them to the node whose MAC (02:42 + its ingress address) sent the connection.
+// Published port 8080 on the host goes to both backend addresses, from the client
+// (prerouting) and from the host itself (output); the backend sees the client's address,
+// except from the host's loopback (masqueraded). Port 8082 is published on 10.202.0.5 only.
 func TestIngressBalances(t *testing.T) {
 	host, client, backend := newNetns(t), newNetns(t), newNetns(t)
 	hh, hc, hb := nlHandle(t, host), nlHandle(t, client), nlHandle(t, backend)
 	veth(t, hh, hc, client, "to-client", "eth0", "10.202.0.1/24", "10.202.0.2/24")
 	veth(t, hh, hb, backend, "to-backend", "eth0", "10.201.0.1/24", "10.201.0.2/24")
 	addAddr(t, hb, "eth0", "10.201.0.3/24")
+	addAddr(t, hh, "to-client", "10.202.0.5/24")
+	// The node's ingress bridge has MAC 02:42 + its ingress address (overlay.MACFor).
+	setMAC(t, hh, "to-backend", "02:42:0a:c9:00:01")
+	// A default route that leads away from the host, as the task's gateway link does.
+	veth(t, hb, hb, backend, "gw0", "gw0peer", "172.31.0.2/24", "172.31.1.3/24")
+	if err := hb.RouteAdd(&netlink.Route{Gw: net.ParseIP("172.31.0.1"), LinkIndex: linkIndex(t, hb, "gw0")}); err != nil {
+		t.Fatalf("default route in backend: %v", err)
+	}
 	if err := inNetns(host, func() error {
 		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
 			return err
@@ -202,18 +216,22 @@ func TestIngressBalances(t *testing.T) {
 		t.Fatalf("sysctls in host: %v", err)
 	}
 	listen(t, backend, "0.0.0.0:9000")
+	if err := ApplyMeshReply(backend, "eth0", addrs("10.201.0.1", "10.201.0.9")); err != nil {
+		t.Fatalf("mesh reply rules: %v", err)
+	}
 
 	if err := ApplyIngress(host, []PublishedPort{
 		{Protocol: "tcp", Published: 8080, Target: 9000, Backends: addrs("10.201.0.2", "10.201.0.3")},
 		{Protocol: "tcp", Published: 8081, Target: 9000},
+		{Protocol: "tcp", Published: 8082, Target: 9000, Backends: addrs("10.201.0.2"), Addr: netip.MustParseAddr("10.202.0.5")},
 	}, netip.MustParsePrefix("10.201.0.0/24")); err != nil {
 		t.Fatalf("apply: %v", err)
 	}
 
-	for _, tc := range []struct{ name, ns, addr string }{
-		{"from client", client, "10.202.0.1:8080"},
-		{"from host", host, "10.202.0.1:8080"},
-		{"from host localhost", host, "127.0.0.1:8080"},
+	for _, tc := range []struct{ name, ns, addr, seen string }{
+		{"from client", client, "10.202.0.1:8080", "10.202.0.2"},
+		{"from host", host, "10.202.0.1:8080", "10.202.0.1"},
+		{"from host localhost", host, "127.0.0.1:8080", "10.201.0.1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			answers := dialAll(t, tc.ns, tc.addr, 20)
@@ -224,8 +242,8 @@ func TestIngressBalances(t *testing.T) {
 			for a := range answers {
 				var local, remote string
 				fmt.Sscan(a, &local, &remote)
-				if ap, err := netip.ParseAddrPort(remote); err != nil || ap.Addr() != netip.MustParseAddr("10.201.0.1") {
-					t.Errorf("backend saw client %s, want the host's ingress address 10.201.0.1 (masquerade)", remote)
+				if ap, err := netip.ParseAddrPort(remote); err != nil || ap.Addr() != netip.MustParseAddr(tc.seen) {
+					t.Errorf("backend saw client %s, want %s", remote, tc.seen)
 				}
 			}
 			t.Logf("answers by backend: %v", got)
@@ -234,6 +252,13 @@ func TestIngressBalances(t *testing.T) {
 
 	if err := dialErr(t, client, "10.202.0.1:8081", 3*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("dial port without backends: got %v, want %v", err, syscall.ECONNREFUSED)
+	}
+	// Bound on one address: answers there, not on the host's other address.
+	if got := byBackend(dialAll(t, client, "10.202.0.5:8082", 2)); got["10.201.0.2:9000"] != 2 {
+		t.Errorf("10.202.0.5:8082: got %v, want 2 answers from 10.201.0.2:9000", got)
+	}
+	if err := dialErr(t, client, "10.202.0.1:8082", 3*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("dial 10.202.0.1:8082 (published on 10.202.0.5 only): got %v, want %v", err, syscall.ECONNREFUSED)
 	}
 
 	if err := RemoveIngress(host); err != nil {
@@ -244,6 +269,103 @@ func TestIngressBalances(t *testing.T) {
 	}
 	if err := dialErr(t, client, "10.202.0.1:8080", 3*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("dial after remove: got %v, want %v (nothing listens on the host)", err, syscall.ECONNREFUSED)
+	}
+	if err := ApplyMeshReply(backend, "eth0", nil); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := ListRules(backend); err != nil || n != 0 {
+		t.Errorf("ListRules in the backend after removing the mesh rules: got %d, %v, want 0", n, err)
+	}
+	if rules, err := hb.RuleList(unix.AF_INET); err != nil || slices.ContainsFunc(rules, func(r netlink.Rule) bool { return r.Priority == meshRulePriority }) {
+		t.Errorf("ip rules left in the backend: %v, %v", rules, err)
+	}
+}
+
+// TestHostPorts: host-mode ports DNAT to a task's gateway address and keep the client's
+// address; a port bound on one address does not answer on the others.
+//
+//	client 10.203.0.2 --- 10.203.0.1 host 172.18.0.1 (gateway bridge) --- task 172.18.0.2 :9000
+//	                      10.203.0.5
+func TestHostPorts(t *testing.T) {
+	host, client, task := newNetns(t), newNetns(t), newNetns(t)
+	hh, hc, ht := nlHandle(t, host), nlHandle(t, client), nlHandle(t, task)
+	veth(t, hh, hc, client, "to-client", "eth0", "10.203.0.1/24", "10.203.0.2/24")
+	veth(t, hh, ht, task, "to-task", "gw0", "172.18.0.1/16", "172.18.0.2/16")
+	addAddr(t, hh, "to-client", "10.203.0.5/24")
+	if err := ht.RouteAdd(&netlink.Route{Gw: net.ParseIP("172.18.0.1"), LinkIndex: linkIndex(t, ht, "gw0")}); err != nil {
+		t.Fatalf("default route in task: %v", err)
+	}
+	if err := inNetns(host, func() error {
+		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
+			return err
+		}
+		return os.WriteFile("/proc/sys/net/ipv4/conf/to-task/route_localnet", []byte("1"), 0o644)
+	}); err != nil {
+		t.Fatalf("sysctls in host: %v", err)
+	}
+	listen(t, task, "0.0.0.0:9000")
+	gw := netip.MustParsePrefix("172.18.0.0/16")
+	ports := []HostPort{
+		{Published: 443, Target: 9000, Backend: netip.MustParseAddr("172.18.0.2")},
+		{Published: 8443, Target: 9000, Backend: netip.MustParseAddr("172.18.0.2"), Addr: netip.MustParseAddr("10.203.0.5")},
+	}
+	if changed, err := SyncHostPorts(host, ports, gw); err != nil || !changed {
+		t.Fatalf("SyncHostPorts: %v, %v; want changed", changed, err)
+	}
+	if changed, err := SyncHostPorts(host, ports, gw); err != nil || changed {
+		t.Errorf("SyncHostPorts again: %v, %v; want nothing changed", changed, err)
+	}
+	for _, tc := range []struct{ name, ns, addr, seen string }{
+		{"from client", client, "10.203.0.1:443", "10.203.0.2"},
+		{"from client to the bound address", client, "10.203.0.5:8443", "10.203.0.2"},
+		{"from host", host, "10.203.0.1:443", "10.203.0.1"},
+		{"from host localhost", host, "127.0.0.1:443", "172.18.0.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for a := range dialAll(t, tc.ns, tc.addr, 3) {
+				var local, remote string
+				fmt.Sscan(a, &local, &remote)
+				if ap, err := netip.ParseAddrPort(remote); err != nil || ap.Addr() != netip.MustParseAddr(tc.seen) || local != "172.18.0.2:9000" {
+					t.Errorf("task answered on %s and saw %s, want 172.18.0.2:9000 and %s", local, remote, tc.seen)
+				}
+			}
+		})
+	}
+	if err := dialErr(t, client, "10.203.0.1:8443", 3*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("dial 10.203.0.1:8443 (bound on 10.203.0.5 only): got %v, want %v", err, syscall.ECONNREFUSED)
+	}
+	if _, err := SyncHostPorts(host, append(ports, HostPort{Published: 443, Target: 1, Backend: netip.MustParseAddr("172.18.0.3"), Addr: netip.MustParseAddr("10.203.0.5")}), gw); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a clashing host port: got %v, want ErrInvalid", err)
+	}
+	if changed, err := SyncHostPorts(host, nil, gw); err != nil || !changed {
+		t.Fatalf("SyncHostPorts(nil): %v, %v", changed, err)
+	}
+	if n, err := ListRules(host); err != nil || n != 0 {
+		t.Errorf("ListRules after removing: got %d, %v, want 0", n, err)
+	}
+}
+
+func linkIndex(t *testing.T, h *netlink.Handle, name string) int {
+	t.Helper()
+	l, err := h.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Attrs().Index
+}
+
+func setMAC(t *testing.T, h *netlink.Handle, name, mac string) {
+	t.Helper()
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := h.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetHardwareAddr(l, hw); err != nil {
+		t.Fatalf("set MAC of %s: %v", name, err)
 	}
 }
 

@@ -20,7 +20,7 @@ import (
 
 // ingressFormat changes whenever the rules built from the same state change, so that an
 // agent upgrade replaces tables built by the older code.
-const ingressFormat = "v1"
+const ingressFormat = "v2"
 
 const digestPrefix = "shoal-ingress digest="
 
@@ -41,7 +41,7 @@ func digestOf(norm []PublishedPort, subnet netip.Prefix) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s\n", ingressFormat, subnet.Masked())
 	for _, p := range norm {
-		fmt.Fprintf(&b, "%s %d %d %v\n", p.Protocol, p.Published, p.Target, p.Backends)
+		fmt.Fprintf(&b, "%s %d %d %v %v\n", p.Protocol, p.Published, p.Target, p.Backends, p.Addr)
 	}
 	sum := sha256.Sum256([]byte(b.String()))
 	return hex.EncodeToString(sum[:8])

@@ -38,6 +38,9 @@ type PublishedPort struct {
 	Published uint16
 	Target    uint16
 	Backends  []netip.Addr
+	// Addr, when valid, is the one local address the port is bound on; the zero Addr is
+	// every local address.
+	Addr netip.Addr
 }
 
 // ApplyTaskRules replaces table shoal_lb in the network namespace at netnsPath with one rule
@@ -119,7 +122,7 @@ func RemoveIngress(netnsPath string) error {
 	return withConn(netnsPath, func(c *nftables.Conn) error { return removeTable(c, IngressTable) })
 }
 
-// ListRules counts the rules in Shoal's tables (shoal_lb, shoal_ingress, shoal_gw) in the network
+// ListRules counts the rules in Shoal's tables (shoal_lb, shoal_ingress, shoal_gw, shoal_host, shoal_mesh) in the network
 // namespace at netnsPath ("" is the current one), for leak checks.
 func ListRules(netnsPath string) (int, error) {
 	n := 0
@@ -130,7 +133,7 @@ func ListRules(netnsPath string) (int, error) {
 		}
 		ours := map[string]*nftables.Table{}
 		for _, t := range tables {
-			if t.Name == TaskTable || t.Name == IngressTable || t.Name == GatewayTable {
+			if t.Name == TaskTable || t.Name == IngressTable || t.Name == GatewayTable || t.Name == HostTable || t.Name == MeshTable {
 				ours[t.Name] = t
 			}
 		}
@@ -221,6 +224,7 @@ func normalizePorts(ports []PublishedPort) ([]PublishedPort, error) {
 	type key struct {
 		proto string
 		port  uint16
+		addr  netip.Addr
 	}
 	seen := map[key]bool{}
 	for _, p := range ports {
@@ -234,7 +238,10 @@ func normalizePorts(ports []PublishedPort) ([]PublishedPort, error) {
 		if p.Published == 0 || p.Target == 0 {
 			return nil, fmt.Errorf("%w: published port %d -> %d: zero port", ErrInvalid, p.Published, p.Target)
 		}
-		k := key{proto, p.Published}
+		if p.Addr.IsValid() && !p.Addr.Is4() {
+			return nil, fmt.Errorf("%w: published port %d/%s: address %v is not IPv4", ErrInvalid, p.Published, proto, p.Addr)
+		}
+		k := key{proto, p.Published, p.Addr}
 		if seen[k] {
 			return nil, fmt.Errorf("%w: published port %d/%s listed twice", ErrInvalid, p.Published, proto)
 		}
@@ -243,13 +250,16 @@ func normalizePorts(ports []PublishedPort) ([]PublishedPort, error) {
 		if err != nil {
 			return nil, fmt.Errorf("published port %d/%s: %w", p.Published, proto, err)
 		}
-		out = append(out, PublishedPort{Protocol: proto, Published: p.Published, Target: p.Target, Backends: b})
+		out = append(out, PublishedPort{Protocol: proto, Published: p.Published, Target: p.Target, Backends: b, Addr: p.Addr})
 	}
 	slices.SortFunc(out, func(a, b PublishedPort) int {
 		if c := strings.Compare(a.Protocol, b.Protocol); c != 0 {
 			return c
 		}
-		return int(a.Published) - int(b.Published)
+		if c := int(a.Published) - int(b.Published); c != 0 {
+			return c
+		}
+		return a.Addr.Compare(b.Addr)
 	})
 	return out, nil
 }

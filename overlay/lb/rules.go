@@ -134,16 +134,7 @@ func addIngressTable(c *nftables.Conn, ports []PublishedPort, subnet netip.Prefi
 	b.rule(out, jump...)
 
 	for _, p := range ports {
-		proto := byte(unix.IPPROTO_TCP)
-		if p.Protocol == "udp" {
-			proto = unix.IPPROTO_UDP
-		}
-		match := []expr.Any{
-			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(p.Published)},
-		}
+		match := matchPort(p.Protocol, p.Addr, p.Published)
 		if len(p.Backends) == 0 {
 			b.rule(pub, append(match, reject())...)
 			continue
@@ -153,28 +144,69 @@ func addIngressTable(c *nftables.Conn, ports []PublishedPort, subnet netip.Prefi
 			v := append(a.AsSlice(), binaryutil.BigEndian.PutUint16(p.Target)...)
 			vals[i] = append(v, 0, 0) // pad the port to its 4-byte register
 		}
-		pick, err := b.numgenMap(fmt.Sprintf("port_%s_%d", p.Protocol, p.Published), ipDNATData, vals)
+		name := fmt.Sprintf("port_%s_%d", p.Protocol, p.Published)
+		if p.Addr.IsValid() {
+			name += "_" + strings.ReplaceAll(p.Addr.String(), ".", "_")
+		}
+		pick, err := b.numgenMap(name, ipDNATData, vals)
 		if err != nil {
 			return fmt.Errorf("published port %d/%s: %w", p.Published, p.Protocol, err)
 		}
 		b.rule(pub, append(append(match, pick...), dnat(true))...)
 	}
 
-	// ip daddr SUBNET ct status dnat masquerade: only connections this table (or another
-	// DNAT) redirected into the ingress network, so their replies come back through us.
-	masked := subnet.Masked().Addr().AsSlice()
-	mask := netipMask(subnet.Bits())
-	b.rule(post,
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: []byte{0, 0, 0, 0}},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: masked},
+	// ip saddr 127.0.0.0/8 ip daddr SUBNET ct status dnat masquerade: only connections from
+	// the node's loopback (route_localnet) that this table redirected into the ingress
+	// network. Every other client keeps its address: the backend's namespace routes its
+	// replies back to the node they came through (MeshReplyRules), so they still pass this
+	// node's conntrack and are un-DNATed here.
+	b.rule(post, append(append(matchSaddr(loopback), matchDaddrIn(subnet)...), append(ctDNATed(), &expr.Masq{})...)...)
+	return nil
+}
+
+var loopback = netip.MustParsePrefix("127.0.0.0/8")
+
+// matchPort is `meta l4proto PROTO [ip daddr ADDR] th dport PORT`.
+func matchPort(proto string, addr netip.Addr, port uint16) []expr.Any {
+	p := byte(unix.IPPROTO_TCP)
+	if proto == "udp" {
+		p = unix.IPPROTO_UDP
+	}
+	m := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}},
+	}
+	if addr.IsValid() {
+		m = append(m, matchDaddr(addr)...)
+	}
+	return append(m,
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
+	)
+}
+
+// matchSaddr is `ip saddr PREFIX`.
+func matchSaddr(p netip.Prefix) []expr.Any { return matchPrefix(12, p) }
+
+// matchDaddrIn is `ip daddr PREFIX`.
+func matchDaddrIn(p netip.Prefix) []expr.Any { return matchPrefix(16, p) }
+
+func matchPrefix(offset uint32, p netip.Prefix) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: netipMask(p.Bits()), Xor: []byte{0, 0, 0, 0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p.Masked().Addr().AsSlice()},
+	}
+}
+
+// ctDNATed is `ct status dnat`.
+func ctDNATed() []expr.Any {
+	return []expr.Any{
 		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: []byte{0, 0, 0, 0}},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
-		&expr.Masq{},
-	)
-	return nil
+	}
 }
 
 // matchDaddr is `ip daddr a`.
