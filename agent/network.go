@@ -49,6 +49,9 @@ type Network struct {
 	prepared  map[string]*api.Task // created here, maybe not yet in the assignments
 	resolvers map[string]*dns.Resolver
 	rules     map[string]string // task ID -> the LB rules last applied, as text
+	mesh      map[string]string // task ID -> the mesh reply rules last applied, as text
+	// hostRefused are the own ports last left out of the host-port table.
+	hostRefused string
 	refused   string            // own ports last left out of the ingress table
 	// gateway is whether the masquerade of the gateway subnet was last
 	// applied (true) or removed; gatewaySet is false until the first time.
@@ -82,6 +85,7 @@ func NewNetwork(nodeID string, vtep netip.Addr, endpoints api.Endpoints, dir str
 		prepared:    map[string]*api.Task{},
 		resolvers:   map[string]*dns.Resolver{},
 		rules:       map[string]string{},
+		mesh:        map[string]string{},
 	}, nil
 }
 
@@ -108,7 +112,7 @@ func (n *Network) resolvConf(taskID string) string {
 // Wiring that fails is logged and retried on the next update: the task
 // starts either way, like a container whose network comes up late.
 func (n *Network) Prepare(t *api.Task) (string, string, error) {
-	if len(t.Networks) == 0 {
+	if !needsNetns(t) {
 		return "", "", nil
 	}
 	n.mu.Lock()
@@ -148,7 +152,7 @@ func (n *Network) Update(tasks []*api.Task, st api.NetworkState) {
 func (n *Network) localLocked() []*api.Task {
 	byID := map[string]*api.Task{}
 	for _, t := range n.tasks {
-		if len(t.Networks) == 0 {
+		if !needsNetns(t) {
 			continue
 		}
 		// A task wanted stopped keeps its namespace until its container
@@ -195,7 +199,10 @@ func (n *Network) applyLocked() error {
 	if err := n.plane.Reconcile(d); err != nil {
 		errs = append(errs, err)
 	}
-	if err := n.applyGatewayLocked(len(d.Endpoints) > 0); err != nil {
+	if err := n.applyGatewayLocked(len(d.Endpoints) > 0 || len(d.GatewayOnly) > 0); err != nil {
+		errs = append(errs, err)
+	}
+	if err := n.applyHostPortsLocked(local); err != nil {
 		errs = append(errs, err)
 	}
 	n.table.Set(records(n.state))
@@ -218,6 +225,9 @@ func (n *Network) applyLocked() error {
 		} else {
 			n.resolvers[t.ID] = r
 		}
+		if err := n.applyMeshReplyLocked(t, path); err != nil {
+			errs = append(errs, fmt.Errorf("routing mesh replies for task %s: %w", t.ID, err))
+		}
 		vips := taskVIPs(t, n.state)
 		text := fmt.Sprint(vips)
 		if n.rules[t.ID] != text {
@@ -238,6 +248,11 @@ func (n *Network) applyLocked() error {
 	for id := range n.rules {
 		if !keep[id] {
 			delete(n.rules, id)
+		}
+	}
+	for id := range n.mesh {
+		if !keep[id] {
+			delete(n.mesh, id)
 		}
 	}
 	entries, _ := os.ReadDir(overlay.NetnsDir)
@@ -354,6 +369,11 @@ func ingressPorts(st api.NetworkState, own map[uint16]string) (_ []lb.PublishedP
 			continue
 		}
 		lp := lb.PublishedPort{Protocol: p.Protocol, Published: p.Published, Target: p.Target}
+		if p.PublishedIP != "" {
+			if lp.Addr, _ = netip.ParseAddr(p.PublishedIP); !lp.Addr.Is4() {
+				continue // the managers refuse such an address
+			}
+		}
 		for _, b := range p.Backends {
 			if a, err := netip.ParsePrefix(b); err == nil {
 				lp.Backends = append(lp.Backends, a.Addr())
@@ -403,6 +423,9 @@ func (n *Network) desired(local []*api.Task, st api.NetworkState) (overlay.Desir
 		d.Networks = append(d.Networks, on)
 	}
 	for _, t := range local {
+		if len(t.Networks) == 0 {
+			d.GatewayOnly = append(d.GatewayOnly, overlay.GatewayTask{TaskID: t.ID, Netns: overlay.NetnsPath(n.netnsName(t.ID))})
+		}
 		for i, a := range t.Networks {
 			addr, err := netip.ParsePrefix(a.Addr)
 			if err != nil {
