@@ -52,7 +52,7 @@ type Network struct {
 	mesh      map[string]string // task ID -> the mesh reply rules last applied, as text
 	// hostRefused are the own ports last left out of the host-port table.
 	hostRefused string
-	refused   string            // own ports last left out of the ingress table
+	refused     string // own ports last left out of the ingress table
 	// gateway is whether the masquerade of the gateway subnet was last
 	// applied (true) or removed; gatewaySet is false until the first time.
 	gateway    bool
