@@ -211,7 +211,7 @@ func convertService(ns string, s types.ServiceConfig, netNames map[string]string
 		}
 	}
 	spec.Labels[LabelNamespace] = ns
-	if spec.Mode == api.ModeReplicated && (s.Deploy == nil || s.Deploy.Replicas == nil) {
+	if spec.Mode.IsReplicated() && (s.Deploy == nil || s.Deploy.Replicas == nil) {
 		spec.Replicas = 1
 	}
 	return spec, nil
@@ -284,8 +284,13 @@ func convertDeploy(spec *api.ServiceSpec, d *types.DeployConfig) error {
 		if d.Replicas != nil {
 			return errors.New("deploy.replicas: a global service takes no replica count")
 		}
-	case "replicated-job", "global-job":
-		return fmt.Errorf("deploy.mode %q: jobs are not supported by Shoal yet", d.Mode)
+	case "replicated-job":
+		spec.Mode = api.ModeReplicatedJob
+	case "global-job":
+		spec.Mode = api.ModeGlobalJob
+		if d.Replicas != nil {
+			return errors.New("deploy.replicas: a global job runs once on every node and takes no replica count")
+		}
 	default:
 		return fmt.Errorf("deploy.mode %q: want replicated, global, replicated-job or global-job", d.Mode)
 	}
@@ -305,6 +310,14 @@ func convertDeploy(spec *api.ServiceSpec, d *types.DeployConfig) error {
 	}
 	t := &spec.Task
 	t.Placement.Constraints = slices.Clone(d.Placement.Constraints)
+	for _, pref := range d.Placement.Preferences {
+		p := api.PlacementPreference{Spread: pref.Spread}
+		if _, err := p.SpreadLabel(); err != nil {
+			return fmt.Errorf("deploy.placement.preferences: %w", err)
+		}
+		t.Placement.Preferences = append(t.Placement.Preferences, p)
+	}
+	t.Placement.MaxReplicas = d.Placement.MaxReplicas
 	if r := d.Resources.Limits; r != nil {
 		t.Resources.Limits = api.ResourceAmounts{NanoCPUs: int64(float64(r.NanoCPUs) * 1e9), MemoryBytes: int64(r.MemoryBytes)}
 	}

@@ -68,6 +68,8 @@ services:
       endpoint_mode: vip
       placement:
         constraints: [node.role == worker]
+        preferences: [{spread: node.labels.zone}]
+        max_replicas_per_node: 2
       resources:
         limits: {cpus: "0.5", memory: 64M}
         reservations: {cpus: "0.25", memory: 32M}
@@ -90,7 +92,7 @@ networks:
 						Reservations: api.ResourceAmounts{NanoCPUs: 25e7, MemoryBytes: 32 << 20},
 					},
 					Restart:     api.RestartPolicy{Condition: api.RestartOnFailure, Delay: dur(2 * time.Second), MaxAttempts: 4},
-					Placement:   api.Placement{Constraints: []string{"node.role == worker"}},
+					Placement:   api.Placement{Constraints: []string{"node.role == worker"}, Preferences: []api.PlacementPreference{{Spread: "node.labels.zone"}}, MaxReplicas: 2},
 					Healthcheck: &api.HealthConfig{Test: []string{"CMD-SHELL", "wget -q -O- localhost"}, Interval: 2 * time.Second, Timeout: time.Second, Retries: 5, StartPeriod: 3 * time.Second},
 				},
 				Networks: []string{"shared", "app_front"},
@@ -116,6 +118,22 @@ networks:
 				Task:     api.TaskSpec{Image: "busybox", Command: []string{"sleep", "1000"}, Healthcheck: &api.HealthConfig{Test: []string{"NONE"}}},
 				Networks: []string{"app_default"}, Aliases: []string{"agent"},
 				Endpoint: api.EndpointSpec{Mode: api.EndpointDNSRR},
+			},
+		},
+		{
+			name: "jobs: completions, default one",
+			yml:  "services:\n  migrate:\n    image: busybox\n    deploy: {mode: replicated-job, replicas: 3}\n",
+			want: api.ServiceSpec{
+				Name: "app_migrate", Labels: map[string]string{LabelNamespace: "app"}, Mode: api.ModeReplicatedJob, Replicas: 3,
+				Task: api.TaskSpec{Image: "busybox"}, Networks: []string{"app_default"}, Aliases: []string{"migrate"},
+			},
+		},
+		{
+			name: "global job",
+			yml:  "services:\n  prep:\n    image: busybox\n    deploy: {mode: global-job}\n",
+			want: api.ServiceSpec{
+				Name: "app_prep", Labels: map[string]string{LabelNamespace: "app"}, Mode: api.ModeGlobalJob,
+				Task: api.TaskSpec{Image: "busybox"}, Networks: []string{"app_default"}, Aliases: []string{"prep"},
 			},
 		},
 	}
@@ -167,7 +185,7 @@ func TestConvertErrors(t *testing.T) {
 		{"no image", "services:\n  web:\n    build: .\n", "services.web: image: required"},
 		{"host mode port", "services:\n  web:\n    image: b\n    ports: [{target: 80, published: 80, mode: host}]\n", `services.web: ports: target 80: mode "host" is not supported`},
 		{"no published port", "services:\n  web:\n    image: b\n    ports: [\"6379\"]\n", "services.web: ports: target 6379: no published port"},
-		{"job", "services:\n  web:\n    image: b\n    deploy: {mode: replicated-job}\n", `deploy.mode "replicated-job"`},
+		{"bad spread", "services:\n  web:\n    image: b\n    deploy: {placement: {preferences: [{spread: zone}]}}\n", "deploy.placement.preferences: spread descriptor"},
 		{"network driver", "services:\n  web:\n    image: b\n    networks: [n]\nnetworks:\n  n: {driver: bridge}\n", `networks.n.driver "bridge"`},
 		{"name too long", "services:\n  " + strings.Repeat("x", 70) + ":\n    image: b\n", "want 1-63"},
 		{"global with replicas", "services:\n  web:\n    image: b\n    deploy: {mode: global, replicas: 2}\n", "global service takes no replica count"},

@@ -64,6 +64,9 @@ func Resolve(desired api.ServiceSpec, ids IDs, current *api.ServiceSpec) (api.Se
 	}
 	if s.Task.Restart.Condition == "" {
 		s.Task.Restart.Condition = api.RestartAny
+		if s.Mode.IsJob() {
+			s.Task.Restart.Condition = api.RestartOnFailure
+		}
 	}
 	for _, c := range []**api.UpdateConfig{&s.Update, &s.Rollback} {
 		if *c == nil {

@@ -25,6 +25,8 @@ var supported = paths(
 	"services.*.deploy.labels.*",
 	"services.*.deploy.endpoint_mode",
 	"services.*.deploy.placement.constraints",
+	"services.*.deploy.placement.preferences.[].spread",
+	"services.*.deploy.placement.max_replicas_per_node",
 	"services.*.deploy.resources.limits.cpus", "services.*.deploy.resources.limits.memory",
 	"services.*.deploy.resources.reservations.cpus", "services.*.deploy.resources.reservations.memory",
 	"services.*.deploy.restart_policy.condition", "services.*.deploy.restart_policy.delay",

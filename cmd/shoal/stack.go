@@ -301,6 +301,15 @@ func progressOf(t deployTarget, v api.ServiceView, tasks []*api.Task) servicePro
 		}
 		return p
 	}
+	if v.Spec.Mode.IsJob() {
+		// A job converges when its run completed.
+		p.line = fmt.Sprintf("%d/%d completed", v.Completed, v.Desired)
+		if v.Desired > 0 && v.Completed >= v.Desired {
+			p.done = true
+			p.line = "completed (" + p.line + ")"
+		}
+		return p
+	}
 	converged := v.Running == v.Desired && (v.Spec.Mode != api.ModeGlobal || v.Desired > 0) && uint64(current) == v.Desired
 	if t.updated && v.UpdateStatus != nil && v.UpdateStatus.State != api.UpdateCompleted {
 		converged = false
