@@ -46,7 +46,7 @@ bench: ## benchmarks of every package
 bench-scale: build ## 3 managers + 1,000 hollow nodes: create, node loss, idle, raft size, failover (root; QUICK=1 for 100)
 	SHOAL_BIN=$(CURDIR)/$(BIN) SHOAL_SIM_BIN=$(CURDIR)/bin/shoal-sim scripts/bench-scale.sh
 
-demo: build ## 3 hosts on network namespaces, containerd each, a 6-replica web service (root)
+demo: build ## 3 hosts on network namespaces, containerd each, a stack: web on a published port asking a backend by name (root)
 	$(GO) build -o bin/pushimage ./testimage/pushimage
 	GO=$(GO) SHOAL_BIN=$(CURDIR)/$(BIN) SHOAL_PUSHIMAGE=$(CURDIR)/bin/pushimage scripts/demo.sh
 

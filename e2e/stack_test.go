@@ -275,6 +275,24 @@ func TestStack(t *testing.T) {
 		}
 	})
 
+	t.Run("sample_getstarted", func(t *testing.T) {
+		// Shaped like Docker's get-started stack (stack/testdata/samples).
+		defer c.Net.Bind(t)()
+		b, err := os.ReadFile(filepath.Join("..", "stack", "testdata", "samples", "getstarted.yml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.write(t, map[string]string{"getstarted.yml": string(b)})
+		start := time.Now()
+		out, err := s.deploy(3*time.Minute, "-c", filepath.Join(s.dir, "getstarted.yml"), "getstarted")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		report(t, "get-started sample stack (5 replicas with limits, port 4000) converged: %.2fs", time.Since(start).Seconds())
+		eventually(t, convergeTimeout, func() error { return httpGetPage(c.Registry, net.JoinHostPort(w.IP, "4000")) })
+		s.run(t, "stack", "rm", "getstarted")
+	})
+
 	t.Run("rm_leaves_nothing", func(t *testing.T) {
 		defer c.Net.Bind(t)()
 		s.run(t, "stack", "rm", "app")

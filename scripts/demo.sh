@@ -2,9 +2,10 @@
 # demo.sh: a 3-host shoal cluster on this machine, each host a network
 # namespace on a bridge (like the e2e harness) with its own containerd: h1
 # runs `shoal init` and a plain-HTTP image registry, h2 joins as a manager,
-# h3 as a worker. It then makes an overlay network `demonet`, runs a busybox
-# httpd service `web` on it with port 8080 published (3 replicas, scaled to
-# 6) and fetches the page from every host's address. `make demo-stop`
+# h3 as a worker. It then deploys a stack from a compose file: a busybox
+# httpd service web with port 8080 published that asks a backend service by
+# its name over an overlay network, and fetches the page from every host's
+# address. `make demo-stop`
 # (scripts/demo-stop.sh) removes everything. Needs root; installs what is
 # missing with apt-get.
 set -euo pipefail
@@ -20,8 +21,7 @@ PREFIX=shoal-demo
 SUBNET=10.124.0
 SW=$PREFIX-sw
 HOSTS=(h1 h2 h3)
-SERVICE=web
-NETWORK=demonet
+STACK=demo
 PORT=8080
 # Where a step waits at most, in tenths of a second.
 WAIT_START=300 WAIT_TASKS=1800
@@ -256,29 +256,49 @@ for _ in $(seq 1 $WAIT_START); do
 done
 [ "$ready" -eq 3 ] || die "only $ready of 3 nodes ready after 30s (logs in $STATE)"
 
-# --- demo service -------------------------------------------------------------
-# wait_replicas N: until service ls shows N/N for the service.
-wait_replicas() {
-	local want=$1 got=""
-	for _ in $(seq 1 $WAIT_TASKS); do
-		got=$(shoal h1 service ls 2>/dev/null | awk -v s="$SERVICE" '$2 == s {print $4}' || true)
-		[ "$got" = "$want/$want" ] && return 0
-		sleep 0.1
-	done
-	shoal h1 service ps --no-trunc "$SERVICE" >&2 || true
-	die "$SERVICE: replicas ${got:-?}, want $want/$want after 3m (logs in $STATE)"
-}
-
-say "network: creating the overlay network $NETWORK"
-shoal h1 network create "$NETWORK" >/dev/null
-say "service: creating $SERVICE on $NETWORK, port $PORT published, 3 replicas of $IMAGE"
-# Each task serves a page naming it, so the answers show the balancing.
-shoal h1 service create --name "$SERVICE" --network "$NETWORK" -p "$PORT:80" --replicas 3 --detach \
-	"$IMAGE" sh -c 'mkdir -p /www && echo "web task $(hostname)" >/www/index.html && exec httpd -f -p 80 -h /www' >/dev/null
-wait_replicas 3
-say "service: 3/3 running; scaling $SERVICE to 6"
-shoal h1 service scale "$SERVICE=6" >/dev/null
-wait_replicas 6
+# --- demo stack -----------------------------------------------------------------
+# A compose file as for docker stack deploy: web (3 replicas, port $PORT
+# published) asks backend (2 replicas) by its name over the overlay network
+# STACK_back every second and serves what it said; stack deploy waits until
+# every task runs and is healthy.
+cat >"$STATE/stack.yml" <<'YAML'
+version: "3.8"
+services:
+  web:
+    image: ${IMAGE}
+    command:
+      - sh
+      - -c
+      - |
+        mkdir -p /www
+        while true; do
+          b=$$(printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 2 backend 80 | tail -n 1)
+          echo "web task $$(hostname), backend says: $${b:-no answer}" >/www/new && mv /www/new /www/index.html
+          sleep 1
+        done &
+        exec httpd -f -p 80 -h /www
+    ports: ["${PORT}:80"]
+    networks: [back]
+    healthcheck:
+      test: ["CMD-SHELL", "grep -q 'backend task' /www/index.html"]
+      interval: 1s
+    deploy:
+      replicas: 3
+      update_config: {parallelism: 1, order: start-first}
+  backend:
+    image: ${IMAGE}
+    command: ["sh", "-c", "mkdir -p /www && echo \"backend task $$(hostname)\" >/www/index.html && exec httpd -f -p 80 -h /www"]
+    networks: [back]
+    deploy:
+      replicas: 2
+networks:
+  back: {}
+YAML
+say "stack: deploying $STACK from $STATE/stack.yml (web on port $PORT, backend reached by name)"
+export IMAGE PORT # the file takes them from the environment
+shoal h1 stack deploy --timeout 3m -c "$STATE/stack.yml" "$STACK" >"$STATE/stack-deploy.log" 2>&1 ||
+	fail "$STATE/stack-deploy.log" "stack deploy failed"
+sed 's/^/  /' "$STATE/stack-deploy.log"
 
 # The routing mesh: every host answers on the published port, whether or not
 # it runs a task; the client is outside the cluster, on the switch.
@@ -297,8 +317,11 @@ for h in "${HOSTS[@]}"; do
 done
 
 echo
-echo "\$ shoal service ps $SERVICE"
-shoal h1 service ps "$SERVICE"
+echo "\$ shoal stack services $STACK"
+shoal h1 stack services "$STACK"
+echo
+echo "\$ shoal stack ps $STACK"
+shoal h1 stack ps "$STACK"
 echo
 echo "\$ shoal node ls"
 shoal h1 node ls
@@ -310,17 +333,19 @@ cat <<MSG
 The demo cluster is up: hosts h1 h2 h3 are network namespaces $PREFIX-h1..h3
 ($SUBNET.1-3), each with its own containerd ($RUN/h1.sock..h3.sock); h1 and h2
 are managers, h3 a worker. h1 also runs the image registry $REGISTRY.
-Service $SERVICE runs 6 replicas of $IMAGE (busybox httpd on port 80).
+Stack $STACK ($STATE/stack.yml) runs ${STACK}_web (3 replicas, port $PORT published
+on every host: the routing mesh) and ${STACK}_backend (2 replicas); web reaches
+backend by its name over the overlay network ${STACK}_back.
 State and logs: $STATE.
 
-Use it from any host, e.g.:
-  ip netns exec $PREFIX-h1 $BIN --data-dir $STATE/h1 service ps $SERVICE
-  ip netns exec $PREFIX-h2 $BIN --data-dir $STATE/h2 service scale $SERVICE=2
-  ip netns exec $PREFIX-h1 $BIN --data-dir $STATE/h1 node ls
-
-Service $SERVICE is on the overlay network $NETWORK with port $PORT published on
-every host (the routing mesh). From outside the cluster:
+Reach it from outside the cluster (each answer names the web and backend task):
   ip netns exec $SW curl -s http://$(ip_of h3):$PORT/
+
+Use it from any host, e.g.:
+  ip netns exec $PREFIX-h1 $BIN --data-dir $STATE/h1 stack ps $STACK
+  ip netns exec $PREFIX-h2 $BIN --data-dir $STATE/h2 service scale ${STACK}_web=6
+  IMAGE=$IMAGE PORT=$PORT ip netns exec $PREFIX-h1 $BIN --data-dir $STATE/h1 stack deploy -c $STATE/stack.yml $STACK
+  ip netns exec $PREFIX-h1 $BIN --data-dir $STATE/h1 stack rm $STACK
 
 Stop it and remove everything:
   make demo-stop

@@ -96,6 +96,10 @@ func Load(ctx context.Context, o Options) (*Loaded, error) {
 	}
 	slices.Sort(l.Ignored)
 	if len(unsupported) > 0 {
+		// What the mapping refuses too, so that one run names everything.
+		if _, err := Convert(p, o.Namespace); err != nil {
+			unsupported = append(unsupported, err.Error())
+		}
 		return nil, errors.New(strings.Join(unsupported, "\n"))
 	}
 	return l, nil
