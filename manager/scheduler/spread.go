@@ -273,10 +273,10 @@ func (r *run) placePreferred(p *Pipeline, constraints string, pending []*api.Tas
 }
 
 // valueText names a branch for a reason: "node.labels.zone=a", or
-// "no node.labels.zone" for the nodes without the label.
+// "without node.labels.zone" for the nodes without the label.
 func valueText(desc, value string) string {
 	if value == "" {
-		return "no " + desc
+		return "without " + desc
 	}
 	return fmt.Sprintf("%s=%s", desc, value)
 }

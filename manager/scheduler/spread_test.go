@@ -165,6 +165,45 @@ func TestSchedulePreferencesAndMaxReplicas(t *testing.T) {
 			unplaced: 2, reason: "no suitable node (node.labels.zone=a: 1 node has 16 tasks starting (the most per node; more go once those run))",
 		},
 		{
+			name: "nested: the waiting reason names the branch at every level",
+			nodes: []*api.Node{testNode("n1", withLabel("zone", "a"), withLabel("rack", "1")),
+				testNode("n2", withLabel("zone", "b"))},
+			existing: func() []*api.Task {
+				var ts []*api.Task
+				for i := range MaxStarting {
+					ts = append(ts, startingTask(fmt.Sprintf("s%d", i), "other", "n1"))
+				}
+				return ts
+			}(),
+			placement: api.Placement{Preferences: spread("zone", "rack")},
+			n:         2,
+			want:      map[string]int{"n2": 1},
+			unplaced:  1, reason: "no suitable node (node.labels.zone=a, node.labels.rack=1: 1 node has 16 tasks starting (the most per node; more go once those run))",
+		},
+		{
+			name:      "no eligible node: the pipeline explains",
+			nodes:     []*api.Node{testNode("n1", withState(api.NodeStateDown))},
+			placement: api.Placement{Preferences: spread("zone")},
+			n:         1,
+			want:      map[string]int{},
+			unplaced:  1, reason: "no suitable node (1 node not ready)",
+		},
+		{
+			name:  "the nodes without the label, named in a reason",
+			nodes: []*api.Node{testNode("n1"), zoned("n2", "b")},
+			existing: func() []*api.Task {
+				var ts []*api.Task
+				for i := range MaxStarting {
+					ts = append(ts, startingTask(fmt.Sprintf("s%d", i), "other", "n1"))
+				}
+				return ts
+			}(),
+			placement: api.Placement{Preferences: spread("zone")},
+			n:         2,
+			want:      map[string]int{"n2": 1},
+			unplaced:  1, reason: "no suitable node (without node.labels.zone: 1 node has 16 tasks starting (the most per node; more go once those run))",
+		},
+		{
 			name:      "bad spread descriptor",
 			nodes:     []*api.Node{testNode("n1")},
 			placement: api.Placement{Preferences: []api.PlacementPreference{{Spread: "foo"}}},
