@@ -199,3 +199,25 @@ func (c *Client) Config(ctx context.Context, ref string) (Config, error) {
 func (c *Client) RemoveConfig(ctx context.Context, ref string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/configs/"+url.PathEscape(ref), nil, nil)
 }
+
+// UnlockKey is the cluster's unlock key (autolock).
+type UnlockKey struct {
+	Key string `json:"key"`
+}
+
+// UnlockKey returns the cluster's unlock key; an error when autolock is off.
+func (c *Client) UnlockKey(ctx context.Context) (UnlockKey, error) {
+	var out UnlockKey
+	return out, c.do(ctx, http.MethodGet, "/v1/unlock-key", nil, &out)
+}
+
+// RotateUnlockKey replaces the unlock key; every manager rewraps its key file.
+func (c *Client) RotateUnlockKey(ctx context.Context) (UnlockKey, error) {
+	var out UnlockKey
+	return out, c.do(ctx, http.MethodPost, "/v1/unlock-key/rotate", nil, &out)
+}
+
+// Unlock gives a locked manager (on its unix socket) the unlock key.
+func (c *Client) Unlock(ctx context.Context, key string) error {
+	return c.do(ctx, http.MethodPost, "/v1/unlock", UnlockKey{Key: key}, nil)
+}

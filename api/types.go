@@ -132,6 +132,10 @@ type Cluster struct {
 	RevokedCerts []RevokedCert `json:"revoked_certs,omitempty"`
 	// Dispatcher holds the heartbeat settings; zero fields take the defaults.
 	Dispatcher DispatcherConfig `json:"dispatcher,omitzero"`
+	// AutoLock says every manager's data-encryption key is wrapped with
+	// UnlockKey, so a restarted manager waits for shoal unlock.
+	AutoLock  bool   `json:"autolock,omitempty"`
+	UnlockKey string `json:"unlock_key,omitempty"`
 }
 
 // DispatcherConfig tunes failure detection.

@@ -33,7 +33,9 @@ type Membership interface {
 type Config struct {
 	NodeID string
 	// DataDir is the manager's own directory (raft log and snapshots).
-	DataDir       string
+	DataDir string
+	// DEK seals the raft log and snapshots on disk; nil leaves them plain.
+	DEK           []byte
 	RaftBind      string
 	RaftAdvertise string
 	// RaftTLS is mutual TLS restricted to manager peers.
@@ -77,6 +79,7 @@ func Open(cfg Config) (*Manager, error) {
 	r, err := mraft.Open(mraft.Config{
 		NodeID:        cfg.NodeID,
 		DataDir:       cfg.DataDir,
+		DEK:           cfg.DEK,
 		BindAddr:      cfg.RaftBind,
 		AdvertiseAddr: cfg.RaftAdvertise,
 		// Raft takes manager certificates only, and none of a node

@@ -45,6 +45,9 @@ type Config struct {
 	// on this node while it is a manager; JoinRate 0 disables the limit.
 	JoinBurst int
 	JoinRate  float64
+	// AutoLock starts a new cluster with autolock: each manager's raft key
+	// file is wrapped with an unlock key (shoal unlock-key).
+	AutoLock bool
 	// Dispatcher is the failure detection settings a new cluster starts with.
 	Dispatcher api.DispatcherConfig
 	// Limits bound the task starts and image pulls of this node's agent;
@@ -66,6 +69,7 @@ type ReadyInfo struct {
 	ClusterID  string
 	Role       string
 	Resumed    bool
+	AutoLock   bool
 	APIAddr    string
 	SocketPath string
 }

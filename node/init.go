@@ -16,6 +16,7 @@ import (
 
 	"github.com/shoal-dev/shoal/api"
 	"github.com/shoal-dev/shoal/manager/ca"
+	"github.com/shoal-dev/shoal/manager/deks"
 	"github.com/shoal-dev/shoal/node/gossip"
 )
 
@@ -101,6 +102,10 @@ func (n *Node) newCluster() (*state, error) {
 		GossipKey:       st.GossipKey,
 		CreatedByNodeID: st.NodeID,
 		Dispatcher:      n.cfg.Dispatcher,
+		AutoLock:        n.cfg.AutoLock,
+	}
+	if n.cfg.AutoLock {
+		st.PendingCluster.UnlockKey = deks.NewUnlockKey()
 	}
 	if err := saveCerts(n.paths, root.CertPEM, certPEM, keyPEM); err != nil {
 		return nil, err

@@ -32,6 +32,9 @@ func (n *Node) serveSocket() (func(), error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/info", n.info)
 	mux.HandleFunc("POST /v1/leave", n.leaveHandler)
+	mux.HandleFunc("POST /v1/unlock", func(w http.ResponseWriter, r *http.Request) {
+		localError(w, http.StatusBadRequest, "this node is not locked: nothing to unlock")
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if rm := n.runningManager(); rm != nil {
 			rm.m.API().LocalHandler().ServeHTTP(w, r)

@@ -29,10 +29,15 @@ func (n *Node) startManager(ctx context.Context) error {
 	n.mu.Lock()
 	pool := n.pool
 	n.mu.Unlock()
+	dek, err := n.managerDEK(st)
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	m, err := manager.Open(manager.Config{
 		NodeID:        st.NodeID,
 		DataDir:       n.paths.raft(),
+		DEK:           dek,
 		RaftBind:      n.listenAddr(st.RaftPort),
 		RaftAdvertise: n.endpoints(st).Raft,
 		RaftTLS:       n.withCurrentCert(ca.MutualTLS(pool, *n.currentCert(), string(api.RoleManager))),
@@ -51,8 +56,9 @@ func (n *Node) startManager(ctx context.Context) error {
 	rm := &runningManager{m: m, reg: reg}
 	mctx, cancel := context.WithCancel(ctx)
 	rm.cancel = cancel
-	rm.wg.Add(1)
+	rm.wg.Add(2)
 	go func() { defer rm.wg.Done(); m.Run(mctx) }()
+	go func() { defer rm.wg.Done(); n.followUnlockKey(mctx, m.Store()) }()
 	n.mu.Lock()
 	n.mgr = rm
 	n.mu.Unlock()

@@ -61,6 +61,10 @@ type Node struct {
 	cert     *tls.Certificate
 	mgr      *runningManager
 	leaderID string
+	// dek seals this manager's raft data; wrappedWith is the unlock key its
+	// key file is wrapped with now ("" when plain). See keys.go.
+	dek         []byte
+	wrappedWith string
 	// clients holds one client (one connection) per manager API address,
 	// dropped when the certificate changes and closed when the node stops.
 	clients map[string]*api.Client
@@ -291,6 +295,12 @@ func (n *Node) serve(ctx context.Context, resumed bool) error {
 	n.log = log
 	defer n.closeClients()
 
+	if st.Role == api.RoleManager {
+		if err := n.waitUnlock(ctx); err != nil {
+			return err
+		}
+	}
+
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if n.cfg.MetricsAddr != "" {
 		stopMetrics, err := n.serveMetrics()
@@ -387,7 +397,7 @@ func (n *Node) serve(ctx context.Context, resumed bool) error {
 
 	if n.cfg.Ready != nil {
 		st := n.state()
-		info := ReadyInfo{NodeID: st.NodeID, ClusterID: st.ClusterID, Role: string(st.Role), Resumed: resumed,
+		info := ReadyInfo{NodeID: st.NodeID, ClusterID: st.ClusterID, Role: string(st.Role), Resumed: resumed, AutoLock: n.cfg.AutoLock,
 			APIAddr: n.endpoints(st).API, SocketPath: n.paths.socket()}
 		n.cfg.Ready(info)
 	}
@@ -461,6 +471,12 @@ func (n *Node) onHeartbeat(ctx context.Context, r api.HeartbeatResponse) error {
 		if err := os.RemoveAll(n.paths.raft()); err != nil {
 			n.log.Warn("remove raft state of demoted manager", "err", err)
 		}
+		if err := os.Remove(n.paths.dekFile().Path); err != nil && !os.IsNotExist(err) {
+			n.log.Warn("remove key file of demoted manager", "err", err)
+		}
+		n.mu.Lock()
+		n.dek, n.wrappedWith = nil, ""
+		n.mu.Unlock()
 	}
 	if err := n.gossip.UpdateMeta(gossip.Meta{Role: string(r.Role), API: n.endpoints(st).API}); err != nil {
 		n.log.Warn("update gossip meta", "err", err)

@@ -47,6 +47,7 @@ type daemonFlags struct {
 	// init only: the cluster's failure detection settings.
 	heartbeatPeriod time.Duration
 	nodeDownGrace   time.Duration
+	autolock        bool
 }
 
 // register adds the flags every daemon verb shares.
@@ -84,6 +85,8 @@ func (a *app) initCmd() *cobra.Command {
 		"how often nodes beat; 3 missed beats make a node unknown, 2 with gossip reporting it dead make it down")
 	cmd.Flags().DurationVar(&f.nodeDownGrace, "node-down-grace", dispatcher.DefaultGrace,
 		"how long a node that stopped beating but that gossip still reaches keeps its tasks before it is down")
+	cmd.Flags().BoolVar(&f.autolock, "autolock", false,
+		"wrap each manager's raft key with an unlock key: a restarted manager serves nothing until shoal unlock (get the key with shoal unlock-key)")
 	f.register(cmd.Flags())
 	return cmd
 }
@@ -199,6 +202,7 @@ func (a *app) daemonConfig(fs *pflag.FlagSet, mode node.Mode, f *daemonFlags, jo
 			return node.Config{}, fmt.Errorf("--node-down-grace %s: want more than 0, up to 1h", f.nodeDownGrace)
 		}
 		cfg.Dispatcher = api.DispatcherConfig{HeartbeatPeriod: f.heartbeatPeriod, NodeDownGrace: f.nodeDownGrace}
+		cfg.AutoLock = f.autolock
 	}
 	if f.joinBurst < 1 {
 		return node.Config{}, fmt.Errorf("--join-burst %d: want at least 1", f.joinBurst)

@@ -143,7 +143,7 @@ func (a *app) rootCmd() *cobra.Command {
 
 	root.AddCommand(
 		a.initCmd(), a.joinCmd(), a.agentCmd(),
-		a.infoCmd(), a.serviceCmd(), a.nodeCmd(), a.networkCmd(), a.secretCmd(), a.configCmd(), a.stackCmd(), a.joinTokenCmd(), a.leaveCmd(),
+		a.infoCmd(), a.serviceCmd(), a.nodeCmd(), a.networkCmd(), a.secretCmd(), a.configCmd(), a.unlockCmd(), a.unlockKeyCmd(), a.stackCmd(), a.joinTokenCmd(), a.leaveCmd(),
 		a.volumeCmd(),
 	)
 	return root

@@ -147,6 +147,11 @@ func writeReady(w io.Writer, mode node.Mode, dataDir string, info node.ReadyInfo
 		fmt.Fprintf(w, "Cluster initialized: node %s is now a manager.\n\n", info.NodeID)
 		fmt.Fprintf(w, "To add a worker or a manager, get its join command on this node (it holds a secret,\n"+
 			"so it is not printed here):\n\n    shoal%s join-token worker\n    shoal%s join-token manager\n\n", dd, dd)
+		if info.AutoLock {
+			fmt.Fprintf(w, "Autolock is on: a restarted manager serves nothing until it is given the unlock key\n"+
+				"with shoal unlock. Get the key now and keep it somewhere safe, away from this machine\n"+
+				"(it is not printed here, since this output may go to logs):\n\n    shoal%s unlock-key\n\n", dd)
+		}
 	default:
 		fmt.Fprintf(w, "Node %s joined cluster %s as a %s.\n\n", info.NodeID, info.ClusterID, info.Role)
 	}

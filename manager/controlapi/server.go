@@ -166,6 +166,7 @@ func New(cfg Config) *Server {
 	s.routeSecrets()
 	s.route("GET /v1/volumes", managers, false, s.listVolumes)
 	s.route("DELETE /v1/volumes/{name}", managers, false, s.removeVolume)
+	s.routeUnlockKey()
 	return s
 }
 
