@@ -186,7 +186,7 @@ func (r *run) placePreferred(p *Pipeline, constraints string, pending []*api.Tas
 	for _, i := range ss.nodes {
 		ni := &r.s.Nodes[i]
 		if f := p.failedFrom(ni, p.static); f >= 0 {
-			if f == starting {
+			if p.onlyWaits(ni, f, starting) {
 				waiting[sh.leafOf[i]]++
 			}
 			continue
@@ -262,7 +262,7 @@ func (r *run) placePreferred(p *Pipeline, constraints string, pending []*api.Tas
 		}
 		h.popTop()
 		heaps[b] = h
-		if f == starting {
+		if p.onlyWaits(&r.s.Nodes[c.node], f, starting) {
 			waiting[b]++ // still open: the node waits
 			continue
 		}
@@ -279,6 +279,21 @@ func valueText(desc, value string) string {
 		return "without " + desc
 	}
 	return fmt.Sprintf("%s=%s", desc, value)
+}
+
+// onlyWaits reports whether a node that failed filter f fails only the
+// tasks-starting cap (at index starting): every filter after it passes too
+// (filters appended later, like HostPortFilter, come after it).
+func (p *Pipeline) onlyWaits(n *NodeInfo, f, starting int) bool {
+	if f != starting || f < 0 {
+		return false
+	}
+	for i := f + 1; i < len(p.filters); i++ {
+		if !p.filters[i].Check(n) {
+			return false
+		}
+	}
+	return true
 }
 
 // failedFrom runs the filters from index from and returns the index of the

@@ -304,3 +304,23 @@ func BenchmarkSchedulePreferences(b *testing.B) {
 	b.ReportMetric(float64(len(pending)*b.N)/b.Elapsed().Seconds(), "tasks/s")
 	b.ReportMetric(float64(placed)/float64(len(pending)), "placed-ratio")
 }
+
+// A node that both waits for its tasks to start and holds a host port the
+// task needs will never take it: its zone does not keep a share.
+func TestSchedulePreferencesWaitingNodeWithHostPort(t *testing.T) {
+	port := api.PortConfig{Published: 80, Target: 80, PublishMode: api.PublishHost}
+	var existing []*api.Task
+	for i := range MaxStarting {
+		existing = append(existing, startingTask(fmt.Sprintf("s%d", i), "other", "n1"))
+	}
+	existing[0].HostPorts = []api.PortConfig{port}
+	s := NewSnapshot([]*api.Node{zoned("n1", "a"), zoned("n2", "b"), zoned("n3", "b")}, existing)
+	pending := pendingTasks("web", 2, api.TaskSpec{Placement: api.Placement{Preferences: spread("zone")}})
+	for _, tk := range pending {
+		tk.HostPorts = []api.PortConfig{port}
+	}
+	r := Schedule(s, pending)
+	if got, want := perNode(r), map[string]int{"n2": 1, "n3": 1}; !reflect.DeepEqual(got, want) || len(r.Unplaced) != 0 {
+		t.Errorf("placed %v (unplaced %v), want %v: zone a can never take the port", got, r.Unplaced, want)
+	}
+}
