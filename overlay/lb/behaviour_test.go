@@ -216,6 +216,17 @@ func TestIngressBalances(t *testing.T) {
 		t.Fatalf("sysctls in host: %v", err)
 	}
 	listen(t, backend, "0.0.0.0:9000")
+	// A strict reverse-path filter, as some distributions set: the mesh rules make it loose.
+	if err := inNetns(backend, func() error {
+		for _, c := range []string{"all", "eth0"} {
+			if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+c+"/rp_filter", []byte("1"), 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("rp_filter in backend: %v", err)
+	}
 	if err := ApplyMeshReply(backend, "eth0", addrs("10.201.0.1", "10.201.0.9")); err != nil {
 		t.Fatalf("mesh reply rules: %v", err)
 	}

@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/shoal-dev/shoal/overlay"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -70,7 +74,36 @@ func ApplyMeshReply(netnsPath, ifname string, nodes []netip.Addr) error {
 	if err != nil {
 		return err
 	}
+	if len(want) > 0 {
+		if err := looseRPFilter(netnsPath, ifname); err != nil {
+			return err
+		}
+	}
 	return syncMeshRoutes(netnsPath, ifname, want)
+}
+
+// looseRPFilter makes the reverse-path filter on ifname in the namespace at netnsPath loose
+// (2) at most: a request from a client outside the ingress subnet comes in by ifname, while
+// the main table's route back to the client is the task's gateway link, so a strict filter
+// (1, which some distributions set as the default new namespaces inherit) would drop it. The
+// effective mode is the larger of conf/all and conf/IF, so a strict conf/all is made loose too.
+func looseRPFilter(netnsPath, ifname string) error {
+	return overlay.InNetns(netnsPath, func() error {
+		for _, conf := range []string{ifname, "all"} {
+			path := filepath.Join("/proc/sys/net/ipv4/conf", conf, "rp_filter")
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return fmt.Errorf("read %s: %w", path, err)
+			}
+			if v := strings.TrimSpace(string(b)); v == "0" || v == "2" {
+				continue
+			}
+			if err := os.WriteFile(path, []byte("2"), 0o644); err != nil {
+				return fmt.Errorf("write %s: %w", path, err)
+			}
+		}
+		return nil
+	})
 }
 
 // addMeshTable queues the replacement of shoal_mesh:
