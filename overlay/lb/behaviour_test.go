@@ -342,6 +342,45 @@ func TestHostPorts(t *testing.T) {
 			}
 		})
 	}
+	// UDP: the datagram reaches the task, which sees the client, and the answer comes back.
+	var pc net.PacketConn
+	if err := inNetns(task, func() (err error) { pc, err = net.ListenPacket("udp4", "0.0.0.0:9053"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo([]byte(from.String()), from)
+		}
+	}()
+	if _, err := SyncHostPorts(host, append(ports, HostPort{Protocol: "udp", Published: 53, Target: 9053, Backend: netip.MustParseAddr("172.18.0.2")}), gw); err != nil {
+		t.Fatal(err)
+	}
+	var answer string
+	if err := inNetns(client, func() error {
+		c, err := net.Dial("udp4", "10.203.0.1:53")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+		if _, err := c.Write([]byte("who")); err != nil {
+			return err
+		}
+		b := make([]byte, 64)
+		n, err := c.Read(b)
+		answer = string(b[:n])
+		return err
+	}); err != nil {
+		t.Errorf("udp host port: %v", err)
+	} else if ap, err := netip.ParseAddrPort(answer); err != nil || ap.Addr() != netip.MustParseAddr("10.203.0.2") {
+		t.Errorf("udp host port: the task saw %q, want 10.203.0.2", answer)
+	}
 	if err := dialErr(t, client, "10.203.0.1:8443", 3*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("dial 10.203.0.1:8443 (bound on 10.203.0.5 only): got %v, want %v", err, syscall.ECONNREFUSED)
 	}
