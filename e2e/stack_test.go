@@ -193,6 +193,11 @@ func TestStack(t *testing.T) {
 		if addrs := NslookupAddrs(out); len(addrs) > 0 {
 			t.Errorf("web resolved db (on another network) to %v", addrs)
 		}
+		// The secret and the config are files in web's tasks.
+		out, err := c.TaskExec(c.HostByID(web.NodeID), web.ID, "cat /run/secrets/token /etc/greeting", 20*time.Second)
+		if err != nil || out != "s3cret\nhello from the stack" {
+			t.Errorf("secret and config in web's task: %q, %v; want the token file and the greeting", out, err)
+		}
 		// The published port answers through the routing mesh.
 		eventually(t, convergeTimeout, func() error { return httpGetPage(c.Registry, net.JoinHostPort(m.IP, "8080")) })
 	})

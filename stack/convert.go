@@ -250,8 +250,14 @@ func convertHealth(t *api.TaskSpec, h *types.HealthCheckConfig) error {
 
 func convertPorts(spec *api.ServiceSpec, ports []types.ServicePortConfig) error {
 	for _, p := range ports {
-		if p.Mode != "" && p.Mode != "ingress" {
-			return fmt.Errorf("ports: target %d: mode %q is not supported by Shoal (ingress only)", p.Target, p.Mode)
+		var mode api.PublishMode
+		switch p.Mode {
+		case "", "ingress":
+			mode = api.PublishIngress
+		case "host":
+			mode = api.PublishHost
+		default:
+			return fmt.Errorf("ports: target %d: mode %q: want ingress or host", p.Target, p.Mode)
 		}
 		if p.Published == "" {
 			return fmt.Errorf("ports: target %d: no published port: Shoal does not pick one (write PUBLISHED:%d)", p.Target, p.Target)
@@ -270,7 +276,12 @@ func convertPorts(spec *api.ServiceSpec, ports []types.ServicePortConfig) error 
 		if proto != api.ProtocolTCP && proto != api.ProtocolUDP {
 			return fmt.Errorf("ports: %d: protocol %q: want tcp or udp", pub, proto)
 		}
-		spec.Endpoint.Ports = append(spec.Endpoint.Ports, api.PortConfig{Published: uint16(pub), Target: uint16(p.Target), Protocol: proto})
+		spec.Endpoint.Ports = append(spec.Endpoint.Ports, api.PortConfig{Published: uint16(pub), Target: uint16(p.Target), Protocol: proto,
+			PublishMode: mode, PublishedIP: p.HostIP})
+	}
+	check := slices.Clone(spec.Endpoint.Ports)
+	if err := api.NormalizePorts(check); err != nil {
+		return fmt.Errorf("ports: %w", err)
 	}
 	return nil
 }

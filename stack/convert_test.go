@@ -54,7 +54,8 @@ services:
       - target: 53
         published: 5353
         protocol: udp
-        mode: ingress
+        mode: host
+        host_ip: 10.0.0.5
     networks: [front, back]
     healthcheck:
       test: ["CMD-SHELL", "wget -q -O- localhost"]
@@ -98,7 +99,8 @@ networks:
 				Networks: []string{"shared", "app_front"},
 				Aliases:  []string{"web"},
 				Endpoint: api.EndpointSpec{Mode: api.EndpointVIP, Ports: []api.PortConfig{
-					{Published: 8080, Target: 80, Protocol: "tcp"}, {Published: 5353, Target: 53, Protocol: "udp"},
+					{Published: 8080, Target: 80, Protocol: "tcp", PublishMode: api.PublishIngress},
+					{Published: 5353, Target: 53, Protocol: "udp", PublishMode: api.PublishHost, PublishedIP: "10.0.0.5"},
 				}},
 				Update:   &api.UpdateConfig{Parallelism: 2, Delay: 10 * time.Second, FailureAction: api.ActionRollback, Monitor: 3 * time.Second, MaxFailureRatio: 0.5, Order: api.OrderStartFirst},
 				Rollback: &api.UpdateConfig{Parallelism: 0, FailureAction: api.ActionPause, Monitor: 5 * time.Second, Order: api.OrderStopFirst},
@@ -183,7 +185,7 @@ networks:
 func TestConvertErrors(t *testing.T) {
 	tests := []struct{ name, yml, want string }{
 		{"no image", "services:\n  web:\n    build: .\n", "services.web: image: required"},
-		{"host mode port", "services:\n  web:\n    image: b\n    ports: [{target: 80, published: 80, mode: host}]\n", `services.web: ports: target 80: mode "host" is not supported`},
+		{"IPv6 host_ip", "services:\n  web:\n    image: b\n    ports: [{target: 80, published: 80, host_ip: \"::1\"}]\n", "only IPv4 addresses"},
 		{"no published port", "services:\n  web:\n    image: b\n    ports: [\"6379\"]\n", "services.web: ports: target 6379: no published port"},
 		{"bad spread", "services:\n  web:\n    image: b\n    deploy: {placement: {preferences: [{spread: zone}]}}\n", "deploy.placement.preferences: spread descriptor"},
 		{"network driver", "services:\n  web:\n    image: b\n    networks: [n]\nnetworks:\n  n: {driver: bridge}\n", `networks.n.driver "bridge"`},

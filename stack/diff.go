@@ -83,10 +83,8 @@ func Resolve(desired api.ServiceSpec, ids IDs, current *api.ServiceSpec) (api.Se
 	if s.Endpoint.Mode == "" {
 		s.Endpoint.Mode = api.EndpointVIP
 	}
-	for i := range s.Endpoint.Ports {
-		if s.Endpoint.Ports[i].Protocol == "" {
-			s.Endpoint.Ports[i].Protocol = api.ProtocolTCP
-		}
+	if err := api.NormalizePorts(s.Endpoint.Ports); err != nil {
+		return s, fmt.Errorf("service %s: %w", s.Name, err)
 	}
 	if current != nil {
 		s.Task.ForceUpdate = current.Task.ForceUpdate

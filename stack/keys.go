@@ -19,6 +19,7 @@ var supported = paths(
 	"services.*.env_file.[].path", "services.*.env_file.[].required", "services.*.env_file.[].format",
 	"services.*.ports.[].target", "services.*.ports.[].published", "services.*.ports.[].protocol",
 	"services.*.ports.[].mode", "services.*.ports.[].name", "services.*.ports.[].app_protocol",
+	"services.*.ports.[].host_ip",
 	"services.*.networks.*",
 	"services.*.deploy.mode",
 	"services.*.deploy.replicas",

@@ -153,8 +153,10 @@ func MakePlan(st *Stack, c Cluster) (*Plan, error) {
 					continue // the stack's own: updated or pruned with it
 				}
 				for _, op := range other.Spec.Endpoint.Ports {
-					if op.Published == port.Published && protocol(op.Protocol) == protocol(port.Protocol) {
-						errs = append(errs, fmt.Errorf("service %s: port %d/%s is already published by service %s", want.Name, port.Published, protocol(port.Protocol), other.Spec.Name))
+					// Host-mode ports of two services may be the same: the
+					// scheduler keeps their tasks apart.
+					if port.Clashes(op) && !(port.Mode() == api.PublishHost && op.Mode() == api.PublishHost) {
+						errs = append(errs, fmt.Errorf("service %s: port %d/%s is already published by service %s", want.Name, port.Published, port.Proto(), other.Spec.Name))
 					}
 				}
 			}
@@ -162,11 +164,4 @@ func MakePlan(st *Stack, c Cluster) (*Plan, error) {
 	}
 	slices.SortFunc(p.Stale, func(a, b api.ServiceView) int { return strings.Compare(a.Spec.Name, b.Spec.Name) })
 	return p, errors.Join(errs...)
-}
-
-func protocol(p string) string {
-	if p == "" {
-		return api.ProtocolTCP
-	}
-	return p
 }
