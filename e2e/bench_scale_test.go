@@ -59,8 +59,9 @@ type benchScale struct {
 	LeaderKillWriteS float64 `json:"leader_kill_first_write_s"`
 	LeaderKillLoad   string  `json:"leader_kill_load"`
 
-	// DownGrace is the init flag the managers ran with (see hollowDownGrace).
-	DownGrace string `json:"down_grace,omitempty"`
+	// DownGrace holds the flags the managers ran with (see hollowDownGrace
+	// and SHOAL_BENCH_MANAGER_FLAGS).
+	DownGrace string `json:"manager_flags,omitempty"`
 	// LeaderChanges are leader changes seen between phases, other than the
 	// one the bench causes.
 	LeaderChanges []string `json:"leader_changes,omitempty"`
@@ -280,7 +281,7 @@ func secs(d time.Duration) float64 { return float64(d.Round(time.Millisecond)) /
 // (1,000 by default) in one shoal-sim process. It prints a table and a
 // BENCH_SCALE line of JSON. Knobs: SHOAL_BENCH_NODES, _REPLICAS, _KILL,
 // _KILL_ROUNDS, _IDLE (seconds), _CYCLES, _PHASE_TIMEOUT (seconds, 600); SHOAL_BENCH_MANAGER_FLAGS adds
-// daemon flags to the managers.
+// daemon flags to the managers (unset: raft timeouts of 2 s).
 func TestBenchScale(t *testing.T) {
 	testenv.OptIn(t, "SHOAL_BENCH_SCALE", "measures the control plane with hollow nodes")
 	r := &benchScale{
@@ -308,12 +309,14 @@ func TestBenchScale(t *testing.T) {
 	}
 
 	n := NewNet(t)
-	flags := append(scaleManagerFlags(t), strings.Fields(os.Getenv("SHOAL_BENCH_MANAGER_FLAGS"))...)
-	c := newManagers(t, n, r.Managers, flags, hollowDownGrace(t))
-	r.DownGrace = strings.Join(hollowDownGrace(t), " ")
-	if r.DownGrace == "" {
-		r.DownGrace = "default --node-down-grace"
+	extra, set := os.LookupEnv("SHOAL_BENCH_MANAGER_FLAGS")
+	if !set && hasInitFlag(t, "--raft-election-timeout") {
+		// raft's 500 ms defaults churn leaders on a loaded 2-core machine.
+		extra = "--raft-heartbeat-timeout 2s --raft-election-timeout 2s"
 	}
+	flags := append(scaleManagerFlags(t), strings.Fields(extra)...)
+	c := newManagers(t, n, r.Managers, flags, hollowDownGrace(t))
+	r.DownGrace = strings.Join(append(append([]string(nil), flags...), hollowDownGrace(t)...), " ")
 	// roles finds the leader among the live managers now; a change since
 	// the last look is reported, since it costs the figures around it.
 	alive := append([]*Host(nil), c.Managers...)

@@ -47,6 +47,9 @@ type Config struct {
 	// (JoinRate 0 disables the limit, for simulated nodes).
 	JoinBurst int
 	JoinRate  float64
+	// RaftHeartbeat and RaftElection are raft's timeouts; zero takes
+	// manager/raft's defaults. The leader lease is half the heartbeat timeout.
+	RaftHeartbeat, RaftElection time.Duration
 	Clock     clock.Clock
 	Logger    *slog.Logger
 	Registry  prometheus.Registerer
@@ -88,6 +91,10 @@ func Open(cfg Config) (*Manager, error) {
 		FSM:      m.store,
 		Logger:   cfg.Logger,
 		Registry: cfg.Registry,
+
+		HeartbeatTimeout:   cfg.RaftHeartbeat,
+		ElectionTimeout:    cfg.RaftElection,
+		LeaderLeaseTimeout: cfg.RaftHeartbeat / 2,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open raft: %w", err)

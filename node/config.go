@@ -48,6 +48,9 @@ type Config struct {
 	// AutoLock starts a new cluster with autolock: each manager's raft key
 	// file is wrapped with an unlock key (shoal unlock-key).
 	AutoLock bool
+	// RaftHeartbeat and RaftElection are this manager's raft timeouts
+	// (zero: manager/raft's defaults).
+	RaftHeartbeat, RaftElection time.Duration
 	// Dispatcher is the failure detection settings a new cluster starts with.
 	Dispatcher api.DispatcherConfig
 	// Limits bound the task starts and image pulls of this node's agent;

@@ -42,13 +42,15 @@ func (n *Node) startManager(ctx context.Context) error {
 		RaftAdvertise: n.endpoints(st).Raft,
 		RaftTLS:       n.withCurrentCert(ca.MutualTLS(pool, *n.currentCert(), string(api.RoleManager))),
 		// Also used to read task logs from workers: no role check here.
-		ForwardTLS: n.withCurrentCert(ca.ClientTLS(pool, n.currentCert())),
-		Membership: membership{n.gossip},
-		JoinBurst:  n.cfg.JoinBurst,
-		JoinRate:   n.cfg.JoinRate,
-		Clock:      n.clock,
-		Logger:     n.log,
-		Registry:   reg,
+		ForwardTLS:    n.withCurrentCert(ca.ClientTLS(pool, n.currentCert())),
+		Membership:    membership{n.gossip},
+		JoinBurst:     n.cfg.JoinBurst,
+		JoinRate:      n.cfg.JoinRate,
+		RaftHeartbeat: n.cfg.RaftHeartbeat,
+		RaftElection:  n.cfg.RaftElection,
+		Clock:         n.clock,
+		Logger:        n.log,
+		Registry:      reg,
 	})
 	if err != nil {
 		return err

@@ -14,7 +14,8 @@
 #   QUICK=1 scripts/bench-scale.sh    # 100 nodes, 1,000 replicas, 10 killed, idle 15 s, 1 cycle
 # Knobs (override either): SHOAL_BENCH_NODES, SHOAL_BENCH_REPLICAS, SHOAL_BENCH_KILL,
 # SHOAL_BENCH_KILL_ROUNDS, SHOAL_BENCH_IDLE (s), SHOAL_BENCH_CYCLES, SHOAL_BENCH_PHASE_TIMEOUT (s),
-# SHOAL_BENCH_MANAGER_FLAGS, SHOAL_BENCH_DOWN_GRACE.
+# SHOAL_BENCH_MANAGER_FLAGS (default --raft-heartbeat-timeout 2s --raft-election-timeout 2s;
+# set it, even empty, to replace them), SHOAL_BENCH_DOWN_GRACE.
 # SHOAL_BIN / SHOAL_SIM_BIN measure those binaries instead of building them.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -21,6 +21,7 @@ import (
 	"github.com/shoal-dev/shoal/api"
 	"github.com/shoal-dev/shoal/manager/admission"
 	"github.com/shoal-dev/shoal/manager/dispatcher"
+	mraft "github.com/shoal-dev/shoal/manager/raft"
 	"github.com/shoal-dev/shoal/node"
 )
 
@@ -42,6 +43,8 @@ type daemonFlags struct {
 	maxStarts         int
 	maxPulls          int
 	joinRate          float64
+	raftHeartbeat     time.Duration
+	raftElection      time.Duration
 	token             string
 	tokenFile         string
 	// init only: the cluster's failure detection settings.
@@ -65,6 +68,10 @@ func (f *daemonFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.maxPulls, "max-concurrent-pulls", agent.DefaultMaxConcurrentPulls, "images this node pulls at once")
 	fs.IntVar(&f.joinBurst, "join-burst", admission.DefaultJoinBurst, "joins a manager takes at once from one address or with one token")
 	fs.Float64Var(&f.joinRate, "join-rate", admission.DefaultJoinRate, "joins per second a manager takes from one address or with one token after the burst (0: no limit)")
+	fs.DurationVar(&f.raftHeartbeat, "raft-heartbeat-timeout", mraft.DefaultHeartbeatTimeout,
+		"managers: how long a follower waits for the leader before it starts an election (the leader steps down after half of it without a quorum)")
+	fs.DurationVar(&f.raftElection, "raft-election-timeout", mraft.DefaultElectionTimeout,
+		"managers: how long a candidate waits for votes; at least --raft-heartbeat-timeout")
 }
 
 func (a *app) initCmd() *cobra.Command {
@@ -188,6 +195,8 @@ func (a *app) daemonConfig(fs *pflag.FlagSet, mode node.Mode, f *daemonFlags, jo
 		Hostname:           f.hostname,
 		JoinBurst:          f.joinBurst,
 		JoinRate:           f.joinRate,
+		RaftHeartbeat:      f.raftHeartbeat,
+		RaftElection:       f.raftElection,
 		Limits:             agent.Limits{Starts: f.maxStarts, Pulls: f.maxPulls},
 		Logger:             logger,
 	}
@@ -206,6 +215,12 @@ func (a *app) daemonConfig(fs *pflag.FlagSet, mode node.Mode, f *daemonFlags, jo
 	}
 	if f.joinBurst < 1 {
 		return node.Config{}, fmt.Errorf("--join-burst %d: want at least 1", f.joinBurst)
+	}
+	if f.raftHeartbeat < 50*time.Millisecond || f.raftHeartbeat > time.Minute {
+		return node.Config{}, fmt.Errorf("--raft-heartbeat-timeout %s: want 50ms to 1m", f.raftHeartbeat)
+	}
+	if f.raftElection < f.raftHeartbeat || f.raftElection > time.Minute {
+		return node.Config{}, fmt.Errorf("--raft-election-timeout %s: want at least --raft-heartbeat-timeout (%s), up to 1m", f.raftElection, f.raftHeartbeat)
 	}
 	if f.joinRate < 0 {
 		return node.Config{}, fmt.Errorf("--join-rate %g: want 0 (no limit) or more", f.joinRate)

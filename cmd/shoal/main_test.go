@@ -58,6 +58,7 @@ func (ta *testApp) run(args ...string) int {
 func TestDaemonFlags(t *testing.T) {
 	dir := t.TempDir()
 	defLimits := agent.Limits{Starts: agent.DefaultMaxConcurrentStarts, Pulls: agent.DefaultMaxConcurrentPulls}
+	rhb, rel := mraft.DefaultHeartbeatTimeout, mraft.DefaultElectionTimeout
 	tests := []struct {
 		name    string
 		args    []string
@@ -68,7 +69,7 @@ func TestDaemonFlags(t *testing.T) {
 			name: "init defaults",
 			args: []string{"init", "--advertise-addr", "10.0.0.1"},
 			want: node.Config{Mode: node.ModeInit, DataDir: dir, AdvertiseAddr: "10.0.0.1", JoinBurst: 10, JoinRate: 1,
-				Dispatcher: api.DispatcherConfig{HeartbeatPeriod: time.Second, NodeDownGrace: 15 * time.Second}, Limits: defLimits},
+				Dispatcher: api.DispatcherConfig{HeartbeatPeriod: time.Second, NodeDownGrace: 15 * time.Second}, Limits: defLimits, RaftHeartbeat: rhb, RaftElection: rel},
 		},
 		{
 			name: "init all flags",
@@ -79,34 +80,44 @@ func TestDaemonFlags(t *testing.T) {
 			want: node.Config{Mode: node.ModeInit, DataDir: dir, AdvertiseAddr: "10.0.0.1", ListenIP: "0.0.0.0",
 				APIPort: 3377, RaftPort: 3378, GossipPort: 8946, MetricsAddr: "127.0.0.1:9323",
 				ContainerdAddress: "/tmp/c.sock", Hostname: "h1", JoinBurst: 10, JoinRate: 1,
-				Dispatcher: api.DispatcherConfig{HeartbeatPeriod: 2 * time.Second, NodeDownGrace: 30 * time.Second}, Limits: defLimits},
+				Dispatcher: api.DispatcherConfig{HeartbeatPeriod: 2 * time.Second, NodeDownGrace: 30 * time.Second}, Limits: defLimits, RaftHeartbeat: rhb, RaftElection: rel},
 		},
 		{
 			name: "join",
 			args: []string{"join", "--token", "TOK", "--advertise-addr", "10.0.0.2", "10.0.0.1"},
 			want: node.Config{Mode: node.ModeJoin, DataDir: dir, AdvertiseAddr: "10.0.0.2", JoinToken: "TOK",
-				JoinAddr: "10.0.0.1:2377", JoinBurst: 10, JoinRate: 1, Limits: defLimits},
+				JoinAddr: "10.0.0.1:2377", JoinBurst: 10, JoinRate: 1, Limits: defLimits, RaftHeartbeat: rhb, RaftElection: rel},
 		},
 		{
 			name: "join infers the advertise address",
 			args: []string{"join", "--token", "TOK", "127.0.0.1:3377"},
 			want: node.Config{Mode: node.ModeJoin, DataDir: dir, AdvertiseAddr: "127.0.0.1", JoinToken: "TOK",
-				JoinAddr: "127.0.0.1:3377", JoinBurst: 10, JoinRate: 1, Limits: defLimits},
+				JoinAddr: "127.0.0.1:3377", JoinBurst: 10, JoinRate: 1, Limits: defLimits, RaftHeartbeat: rhb, RaftElection: rel},
 		},
 		{
 			name: "agent",
 			args: []string{"agent", "--hostname", "h2"},
-			want: node.Config{Mode: node.ModeResume, DataDir: dir, Hostname: "h2", JoinBurst: 10, JoinRate: 1, Limits: defLimits},
+			want: node.Config{Mode: node.ModeResume, DataDir: dir, Hostname: "h2", JoinBurst: 10, JoinRate: 1, Limits: defLimits, RaftHeartbeat: rhb, RaftElection: rel},
 		},
 		{
 			name: "join limits for simulated nodes",
 			args: []string{"agent", "--join-burst", "1000", "--join-rate", "0"},
-			want: node.Config{Mode: node.ModeResume, DataDir: dir, JoinBurst: 1000, JoinRate: 0, Limits: defLimits},
+			want: node.Config{Mode: node.ModeResume, DataDir: dir, JoinBurst: 1000, JoinRate: 0, Limits: defLimits, RaftHeartbeat: rhb, RaftElection: rel},
 		},
+		{
+			name: "raft timeouts",
+			args: []string{"agent", "--raft-heartbeat-timeout", "2s", "--raft-election-timeout", "3s"},
+			want: node.Config{Mode: node.ModeResume, DataDir: dir, JoinBurst: 10, JoinRate: 1, Limits: defLimits,
+				RaftHeartbeat: 2 * time.Second, RaftElection: 3 * time.Second},
+		},
+		{name: "raft election shorter than heartbeat", args: []string{"agent", "--raft-heartbeat-timeout", "2s"},
+			wantErr: "--raft-election-timeout 500ms: want at least --raft-heartbeat-timeout (2s), up to 1m"},
+		{name: "raft heartbeat too short", args: []string{"agent", "--raft-heartbeat-timeout", "1ms"},
+			wantErr: "--raft-heartbeat-timeout 1ms: want 50ms to 1m"},
 		{
 			name: "start and pull limits",
 			args: []string{"agent", "--max-concurrent-starts", "8", "--max-concurrent-pulls", "1"},
-			want: node.Config{Mode: node.ModeResume, DataDir: dir, JoinBurst: 10, JoinRate: 1, Limits: agent.Limits{Starts: 8, Pulls: 1}},
+			want: node.Config{Mode: node.ModeResume, DataDir: dir, JoinBurst: 10, JoinRate: 1, Limits: agent.Limits{Starts: 8, Pulls: 1}, RaftHeartbeat: rhb, RaftElection: rel},
 		},
 		{name: "bad start limit", args: []string{"agent", "--max-concurrent-starts", "0"}, wantErr: "--max-concurrent-starts 0, --max-concurrent-pulls 2: want at least 1 each"},
 		{name: "init without advertise-addr", args: []string{"init"}, wantErr: "--advertise-addr is required"},
