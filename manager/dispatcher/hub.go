@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/netip"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -40,8 +41,13 @@ type hub struct {
 	net          *netView
 	// managers are the managers' endpoints, handed out with every beat.
 	managers []api.Endpoints
-	// changed is closed, and replaced, whenever the hub moves.
-	changed chan struct{}
+	// moved is closed, and replaced, whenever the hub moves; all when what
+	// every node may see changed (the network view, a reset); perNodeWake[id]
+	// when node id's tasks or node object changed. A long poll waits on
+	// all and its node's channel only, so a change wakes the nodes it
+	// concerns rather than every poll of the cluster.
+	moved, all  chan struct{}
+	perNodeWake map[string]chan struct{}
 }
 
 type stamped struct {
@@ -57,7 +63,7 @@ type nodeTasks struct {
 }
 
 func newHub() *hub {
-	return &hub{changed: make(chan struct{})}
+	return &hub{moved: make(chan struct{}), all: make(chan struct{}), perNodeWake: map[string]chan struct{}{}}
 }
 
 // run keeps the hub current until ctx ends.
@@ -148,7 +154,7 @@ func (h *hub) reset(tx store.ReadTx, index uint64) {
 	h.index = max(h.index, index)
 	h.net = h.buildNet()
 	h.managers = h.buildManagers()
-	h.wake()
+	h.wakeAll()
 }
 
 // apply brings the objects the events name up to date from tx, a snapshot
@@ -158,6 +164,7 @@ func (h *hub) apply(tx store.ReadTx, batch []store.Event) {
 	defer h.mu.Unlock()
 	stamp := batch[len(batch)-1].Index
 	netChanged := false
+	touched := map[string]bool{}
 	for _, ev := range batch {
 		for _, c := range ev.Changes {
 			switch c.Kind {
@@ -165,16 +172,19 @@ func (h *hub) apply(tx store.ReadTx, batch []store.Event) {
 				old, t := h.tasks[c.ID], tx.Task(c.ID)
 				if old != nil && (t == nil || t.NodeID != old.NodeID) {
 					h.remove(old, stamp)
+					touched[old.NodeID] = true
 				}
 				if t == nil {
 					delete(h.tasks, c.ID)
 				} else {
 					h.tasks[c.ID] = t
 					h.put(t, stamp)
+					touched[t.NodeID] = true
 				}
 				netChanged = netChanged || inNetwork(old) || inNetwork(t)
 			case store.KindNode:
 				setOrDelete(h.nodes, c.ID, tx.Node(c.ID))
+				touched[c.ID] = true
 				netChanged = true
 			case store.KindNetwork:
 				setOrDelete(h.networks, c.ID, tx.Network(c.ID))
@@ -191,10 +201,25 @@ func (h *hub) apply(tx store.ReadTx, batch []store.Event) {
 	}
 	h.index = max(h.index, stamp)
 	if netChanged {
+		old := h.net
 		h.net = h.buildNet()
 		h.managers = h.buildManagers()
+		if !old.same(h.net) {
+			h.wakeAll()
+			return
+		}
+		// Same view (a node beat, a task off the networks changed state):
+		// keep the old one and the states it already cut.
+		h.net = old
 	}
-	h.wake()
+	for id := range touched {
+		if ch, ok := h.perNodeWake[id]; ok {
+			close(ch)
+			delete(h.perNodeWake, id)
+		}
+	}
+	close(h.moved)
+	h.moved = make(chan struct{})
 }
 
 func (h *hub) buildManagers() []api.Endpoints {
@@ -243,9 +268,25 @@ func setOrDelete[T any](m map[string]*T, id string, v *T) {
 	m[id] = v
 }
 
-func (h *hub) wake() {
-	close(h.changed)
-	h.changed = make(chan struct{})
+// wakeAll wakes every long poll; h.mu must be held.
+func (h *hub) wakeAll() {
+	close(h.moved)
+	close(h.all)
+	h.moved, h.all = make(chan struct{}), make(chan struct{})
+	for id, ch := range h.perNodeWake {
+		close(ch)
+		delete(h.perNodeWake, id)
+	}
+}
+
+// waitFor is what a long poll of nodeID waits on; h.mu must be held.
+func (h *hub) waitFor(nodeID string) (moved, all, mine <-chan struct{}) {
+	ch, ok := h.perNodeWake[nodeID]
+	if !ok {
+		ch = make(chan struct{})
+		h.perNodeWake[nodeID] = ch
+	}
+	return h.moved, h.all, ch
 }
 
 func (h *hub) node(id string) *nodeTasks {
@@ -469,6 +510,18 @@ func (h *hub) networkOf(nodeID string, nt *nodeTasks) (api.NetworkState, string)
 		return st, shared.sum
 	}
 	return st, sumString(shared.sum + ingressAddr)
+}
+
+// same reports whether w holds what v does, so that no node's network
+// state differs between them. v may be nil.
+func (v *netView) same(w *netView) bool {
+	if v == nil || w == nil {
+		return v == w
+	}
+	return reflect.DeepEqual(v.ingress, w.ingress) && reflect.DeepEqual(v.networks, w.networks) &&
+		reflect.DeepEqual(v.peers, w.peers) && reflect.DeepEqual(v.nodePeers, w.nodePeers) &&
+		reflect.DeepEqual(v.backends, w.backends) && reflect.DeepEqual(v.services, w.services) &&
+		reflect.DeepEqual(v.published, w.published)
 }
 
 // cut is the state shared by the nodes that join the networks in joined.

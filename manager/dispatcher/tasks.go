@@ -46,10 +46,13 @@ func (d *Dispatcher) Assignments(ctx context.Context, nodeID string, since uint6
 		if caughtUp {
 			out, changed = h.answer(nodeID, since, networkSum)
 		}
-		wait := h.changed
+		moved, all, mine := h.waitFor(nodeID)
 		h.mu.Unlock()
 		if changed {
 			return d.sent(nodeID, out), nil
+		}
+		if caughtUp {
+			moved = nil // from now on only what concerns this node
 		}
 		select {
 		case <-ctx.Done():
@@ -61,7 +64,9 @@ func (d *Dispatcher) Assignments(ctx context.Context, nodeID string, since uint6
 			return d.sent(nodeID, out), nil
 		case <-catchUp.C:
 			caughtUp = ready
-		case <-wait:
+		case <-moved:
+		case <-all:
+		case <-mine:
 		}
 	}
 }
