@@ -50,9 +50,9 @@ type Config struct {
 	// RaftHeartbeat and RaftElection are raft's timeouts; zero takes
 	// manager/raft's defaults. The leader lease is half the heartbeat timeout.
 	RaftHeartbeat, RaftElection time.Duration
-	Clock     clock.Clock
-	Logger    *slog.Logger
-	Registry  prometheus.Registerer
+	Clock                       clock.Clock
+	Logger                      *slog.Logger
+	Registry                    prometheus.Registerer
 }
 
 // Manager is one running manager role.
