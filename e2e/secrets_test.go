@@ -177,6 +177,10 @@ func TestSecrets(t *testing.T) {
 			t.Logf("stop m1: %v", err)
 		}
 		raftDir := filepath.Join(m.DataDir, "raft")
+		// The grep can find a private key: the node's own, in certs/.
+		if len(grepTree(t, filepath.Join(m.DataDir, "certs"), "PRIVATE KEY")) == 0 {
+			t.Fatal("no PRIVATE KEY found in m1's certs: the grep finds nothing")
+		}
 		for what, needle := range map[string]string{
 			"the CA key": "PRIVATE KEY", "the worker token": tokens[0], "the manager token": tokens[1],
 			"the unlock key": key, "the secret": secret2, "the secret (base64)": b64(secret2),
