@@ -18,7 +18,8 @@ import (
 
 // stackFile is the multi-service stack of TestStack: two networks (web and
 // api on front, api and db on back), a published port, a constraint, a
-// secret, a config, an update_config and a health check. Images come from
+// secret, a config, an update_config, a health check, and a named volume
+// and container settings (their stored form is compared on redeploy). Images come from
 // .env (REG, API_TAG).
 const stackFile = `version: "3.8"
 x-image: &image ${REG}/busybox:latest
@@ -49,9 +50,14 @@ services:
   db:
     image: *image
     networks: [back]
+    volumes: ["dbdata:/var/lib/db"]
+    cap_drop: [net_raw]
+    init: true
 networks:
   front: {}
   back: {}
+volumes:
+  dbdata: {}
 secrets:
   token: {file: ./token.txt}
 configs:
@@ -240,7 +246,10 @@ func TestStack(t *testing.T) {
 
 	t.Run("prune", func(t *testing.T) {
 		defer c.Net.Bind(t)()
-		noDB := strings.Replace(stackFile, "  db:\n    image: *image\n    networks: [back]\n", "", 1)
+		noDB := strings.Replace(stackFile, "  db:\n    image: *image\n    networks: [back]\n    volumes: [\"dbdata:/var/lib/db\"]\n    cap_drop: [net_raw]\n    init: true\n", "", 1)
+		if noDB == stackFile {
+			t.Fatal("the db service is not in the stack file as expected")
+		}
 		s.write(t, map[string]string{"nodb.yml": noDB})
 		out, err := s.deploy(time.Minute, "-c", filepath.Join(s.dir, "nodb.yml"), "--prune", "app")
 		if err != nil {

@@ -67,7 +67,7 @@ func Convert(p *types.Project, namespace string) (*Stack, error) {
 	configs, configNames, cerrs := convertObjects(namespace, "config", configObjects(p.Configs), p.Environment)
 	errs = append(append(errs, serrs...), cerrs...)
 	for _, name := range slices.Sorted(maps.Keys(p.Services)) {
-		spec, err := convertService(namespace, p.Services[name], netNames)
+		spec, err := convertService(namespace, p.Services[name], netNames, p.Volumes)
 		if err == nil {
 			err = convertFileRefs(&spec.Task, p.Services[name], secretNames, configNames)
 		}
@@ -154,7 +154,7 @@ func withNamespace(labels map[string]string, ns string) map[string]string {
 	return out
 }
 
-func convertService(ns string, s types.ServiceConfig, netNames map[string]string) (api.ServiceSpec, error) {
+func convertService(ns string, s types.ServiceConfig, netNames map[string]string, volumes types.Volumes) (api.ServiceSpec, error) {
 	spec := api.ServiceSpec{
 		Name:   ns + "_" + s.Name,
 		Labels: map[string]string{LabelNamespace: ns},
@@ -173,14 +173,8 @@ func convertService(ns string, s types.ServiceConfig, netNames map[string]string
 	}
 	t := &spec.Task
 	t.Image = s.Image
-	// Swarm's meaning: an entrypoint replaces the image's and drops its
-	// cmd; a command alone replaces the cmd. Shoal's Command replaces both.
-	t.Command = append(slices.Clone([]string(s.Entrypoint)), s.Command...)
-	if len(s.Entrypoint) == 0 && len(s.Command) > 0 {
+	if len(s.Command) > 0 {
 		t.Command = slices.Clone([]string(s.Command))
-	}
-	if len(t.Command) == 0 {
-		t.Command = nil
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.Environment)) {
 		if v := s.Environment[k]; v != nil {
@@ -193,6 +187,9 @@ func convertService(ns string, s types.ServiceConfig, netNames map[string]string
 		t.StopGracePeriod = time.Duration(*s.StopGracePeriod)
 	}
 	if err := convertHealth(t, s.HealthCheck); err != nil {
+		return spec, err
+	}
+	if err := convertRuntime(t, s, volumes); err != nil {
 		return spec, err
 	}
 	for _, key := range slices.Sorted(maps.Keys(s.Networks)) {

@@ -49,6 +49,32 @@ services:
     user: "1000"
     working_dir: /srv
     stop_grace_period: 1m30s
+    stop_signal: SIGQUIT
+    hostname: web-host
+    group_add: [audio]
+    read_only: true
+    init: true
+    cap_add: [net_admin]
+    cap_drop: [CAP_CHOWN]
+    sysctls: {net.core.somaxconn: "1024"}
+    ulimits:
+      nofile: {soft: 1024, hard: 2048}
+      nproc: 64
+    dns: [10.0.0.53]
+    dns_search: [example.internal]
+    dns_opt: [ndots:2]
+    extra_hosts: ["db.local:10.0.0.9"]
+    tmpfs: [/run]
+    volumes:
+      - data:/var/lib/data
+      - /srv/static:/static:ro
+      - type: tmpfs
+        target: /cache
+        tmpfs: {size: 1048576, mode: 0700}
+      - type: volume
+        source: shared
+        target: /shared
+        volume: {nocopy: true}
     ports:
       - "8080:80"
       - target: 53
@@ -82,11 +108,14 @@ networks:
   back:
     external: true
     name: shared
+volumes:
+  data:
+  shared: {external: true, name: team-data}
 `,
 			want: api.ServiceSpec{
 				Name: "app_web", Labels: map[string]string{LabelNamespace: "app", "team": "web"}, Mode: api.ModeReplicated, Replicas: 3,
 				Task: api.TaskSpec{
-					Image: "reg/web:1", Command: []string{"/bin/sh", "-c", "httpd -f"}, Env: []string{"A=1", "B=2"},
+					Image: "reg/web:1", Command: []string{"httpd -f"}, Env: []string{"A=1", "B=2"},
 					User: "1000", Workdir: "/srv", StopGracePeriod: 90 * time.Second,
 					Resources: api.Resources{
 						Limits:       api.ResourceAmounts{NanoCPUs: 5e8, MemoryBytes: 64 << 20},
@@ -95,6 +124,19 @@ networks:
 					Restart:     api.RestartPolicy{Condition: api.RestartOnFailure, Delay: dur(2 * time.Second), MaxAttempts: 4},
 					Placement:   api.Placement{Constraints: []string{"node.role == worker"}, Preferences: []api.PlacementPreference{{Spread: "node.labels.zone"}}, MaxReplicas: 2},
 					Healthcheck: &api.HealthConfig{Test: []string{"CMD-SHELL", "wget -q -O- localhost"}, Interval: 2 * time.Second, Timeout: time.Second, Retries: 5, StartPeriod: 3 * time.Second},
+					Mounts: []api.Mount{
+						{Type: api.MountTmpfs, Target: "/run"},
+						{Type: api.MountVolume, Source: "app_data", Target: "/var/lib/data"},
+						{Type: api.MountBind, Source: "/srv/static", Target: "/static", ReadOnly: true},
+						{Type: api.MountTmpfs, Target: "/cache", TmpfsSize: 1 << 20, TmpfsMode: 0o700},
+						{Type: api.MountVolume, Source: "team-data", Target: "/shared", VolumeNoCopy: true},
+					},
+					Entrypoint: []string{"/bin/sh", "-c"}, Hostname: "web-host", Groups: []string{"audio"}, ReadOnly: true, Init: true,
+					CapAdd: []string{"net_admin"}, CapDrop: []string{"CAP_CHOWN"}, Sysctls: map[string]string{"net.core.somaxconn": "1024"},
+					Ulimits:    []api.Ulimit{{Name: "nofile", Soft: 1024, Hard: 2048}, {Name: "nproc", Soft: 64, Hard: 64}},
+					StopSignal: "SIGQUIT",
+					DNS:        &api.DNSConfig{Nameservers: []string{"10.0.0.53"}, Search: []string{"example.internal"}, Options: []string{"ndots:2"}},
+					Hosts:      []string{"db.local:10.0.0.9"},
 				},
 				Networks: []string{"shared", "app_front"},
 				Aliases:  []string{"web"},
@@ -185,6 +227,10 @@ networks:
 func TestConvertErrors(t *testing.T) {
 	tests := []struct{ name, yml, want string }{
 		{"no image", "services:\n  web:\n    build: .\n", "services.web: image: required"},
+		{"tty", "services:\n  web:\n    image: b\n    tty: true\n", "tty: not supported by Shoal"},
+		{"anonymous volume", "services:\n  web:\n    image: b\n    volumes: [/data]\n", "volumes: /data: an anonymous volume"},
+		{"volume driver", "services:\n  web:\n    image: b\n    volumes:\n      - \"vol:/data\"\nvolumes:\n  vol: {driver: nfs}\n", `driver "nfs": Shoal has node-local volumes only`},
+		{"bad capability", "services:\n  web:\n    image: b\n    cap_add: [FLY]\n", `capability "FLY"`},
 		{"IPv6 host_ip", "services:\n  web:\n    image: b\n    ports: [{target: 80, published: 80, host_ip: \"::1\"}]\n", "only IPv4 addresses"},
 		{"no published port", "services:\n  web:\n    image: b\n    ports: [\"6379\"]\n", "services.web: ports: target 6379: no published port"},
 		{"bad spread", "services:\n  web:\n    image: b\n    deploy: {placement: {preferences: [{spread: zone}]}}\n", "deploy.placement.preferences: spread descriptor"},

@@ -83,6 +83,9 @@ func Resolve(desired api.ServiceSpec, ids IDs, current *api.ServiceSpec) (api.Se
 	if s.Endpoint.Mode == "" {
 		s.Endpoint.Mode = api.EndpointVIP
 	}
+	if err := s.Task.ValidateRuntime(); err != nil { // capabilities as CAP_ names
+		return s, fmt.Errorf("service %s: %w", s.Name, err)
+	}
 	if err := api.NormalizePorts(s.Endpoint.Ports); err != nil {
 		return s, fmt.Errorf("service %s: %w", s.Name, err)
 	}
