@@ -251,14 +251,28 @@ const deployFailedExits = 3
 // progressOf judges one service from its view and tasks.
 func progressOf(t deployTarget, v api.ServiceView, tasks []*api.Task) serviceProgress {
 	want, _ := json.Marshal(v.Spec.Task)
+	// onSpec: a running task of the service's current spec, on its networks
+	// (a change of networks alone replaces tasks too).
+	onSpec := func(tk *api.Task) bool {
+		if tk.DesiredState != api.TaskRunning || tk.Status.State != api.TaskRunning {
+			return false
+		}
+		if got, _ := json.Marshal(tk.Spec); string(got) != string(want) {
+			return false
+		}
+		for _, id := range v.Spec.Networks {
+			if !slices.ContainsFunc(tk.Networks, func(a api.NetworkAttachment) bool { return a.NetworkID == id }) {
+				return false
+			}
+		}
+		return true
+	}
 	var errs []string
 	rejected, failed, current := 0, 0, 0
 	for _, tk := range tasks {
 		if t.before[tk.ID] {
-			if tk.DesiredState == api.TaskRunning && tk.Status.State == api.TaskRunning {
-				if got, _ := json.Marshal(tk.Spec); string(got) == string(want) {
-					current++
-				}
+			if onSpec(tk) {
+				current++
 			}
 			continue
 		}
@@ -273,10 +287,8 @@ func progressOf(t deployTarget, v api.ServiceView, tasks []*api.Task) servicePro
 				errs = append(errs, taskName(tk)+": "+e)
 			}
 		}
-		if tk.DesiredState == api.TaskRunning && tk.Status.State == api.TaskRunning {
-			if got, _ := json.Marshal(tk.Spec); string(got) == string(want) {
-				current++
-			}
+		if onSpec(tk) {
+			current++
 		}
 	}
 	p := serviceProgress{line: fmt.Sprintf("%d/%d running", v.Running, v.Desired)}

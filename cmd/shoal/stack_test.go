@@ -69,6 +69,19 @@ func TestProgressOf(t *testing.T) {
 			tasks: []*api.Task{task("a", 1, oldSpec, api.TaskRunning, ""), task("b", 2, oldSpec, api.TaskRunning, "")},
 		},
 		{
+			name: "updated: networks changed, the update not started yet", target: deployTarget{updated: true, before: map[string]bool{"a": true}},
+			view: func() api.ServiceView {
+				v := view(1, 1, nil)
+				v.Spec.Networks = []string{"n2"}
+				return v
+			}(),
+			tasks: []*api.Task{func() *api.Task {
+				tk := task("a", 1, spec.Task, api.TaskRunning, "")
+				tk.Networks = []api.NetworkAttachment{{NetworkID: "n1"}}
+				return tk
+			}()},
+		},
+		{
 			name: "updated and completed", target: deployTarget{updated: true, before: map[string]bool{}},
 			view:  view(2, 2, &api.UpdateStatus{State: api.UpdateCompleted}),
 			tasks: []*api.Task{task("a", 1, spec.Task, api.TaskRunning, ""), task("b", 2, spec.Task, api.TaskRunning, "")},
