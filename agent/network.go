@@ -47,6 +47,7 @@ type Network struct {
 	tasks     []*api.Task
 	state     api.NetworkState
 	prepared  map[string]*api.Task // created here, maybe not yet in the assignments
+	assigned  map[string]bool      // prepared tasks seen in the assignments since
 	resolvers map[string]*dns.Resolver
 	rules     map[string]string // task ID -> the LB rules last applied, as text
 	mesh      map[string]string // task ID -> the mesh reply rules last applied, as text
@@ -83,6 +84,7 @@ func NewNetwork(nodeID string, vtep netip.Addr, endpoints api.Endpoints, dir str
 		own:         own,
 		log:         log,
 		prepared:    map[string]*api.Task{},
+		assigned:    map[string]bool{},
 		resolvers:   map[string]*dns.Resolver{},
 		rules:       map[string]string{},
 		mesh:        map[string]string{},
@@ -151,7 +153,12 @@ func (n *Network) Update(tasks []*api.Task, st api.NetworkState) {
 // networks whose namespace exists (made here or by an earlier agent).
 func (n *Network) localLocked() []*api.Task {
 	byID := map[string]*api.Task{}
+	current := make(map[string]bool, len(n.tasks))
 	for _, t := range n.tasks {
+		current[t.ID] = true
+		if _, ok := n.prepared[t.ID]; ok {
+			n.assigned[t.ID] = true
+		}
 		if !needsNetns(t) {
 			continue
 		}
@@ -166,8 +173,21 @@ func (n *Network) localLocked() []*api.Task {
 		}
 	}
 	for id, t := range n.prepared {
+		// Once in the assignments, a task gone from them is finished here
+		// even if its terminal state was never seen (removed services'
+		// tasks are deleted): keeping it would keep its namespace forever.
+		if !current[id] && n.assigned[id] {
+			delete(n.prepared, id)
+			delete(n.assigned, id)
+			continue
+		}
 		if _, ok := byID[id]; !ok {
 			byID[id] = t
+		}
+	}
+	for id := range n.assigned {
+		if _, ok := n.prepared[id]; !ok {
+			delete(n.assigned, id)
 		}
 	}
 	out := make([]*api.Task, 0, len(byID))
