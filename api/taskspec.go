@@ -320,9 +320,6 @@ func (t *TaskSpec) ValidateRuntime() error {
 		}
 		seen[u.Name] = true
 	}
-	if t.TTY {
-		return ErrTTY
-	}
 	if t.StopSignal != "" {
 		if _, err := ParseStopSignal(t.StopSignal); err != nil {
 			return err
@@ -361,11 +358,6 @@ func (t *TaskSpec) ValidateRuntime() error {
 	}
 	return nil
 }
-
-// ErrTTY is why a task with TTY is refused: task output goes to a log file
-// that containerd's shim writes itself (so logs outlive the agent), and the
-// shim copies a terminal only to a FIFO or a logging binary.
-var ErrTTY = errors.New("--tty is not supported: task output goes to a log file written by containerd's shim, which cannot take it from a terminal")
 
 // maxArgsRuntime bounds the entrypoint's words, as the command's are.
 const maxArgsRuntime = 256

@@ -39,7 +39,7 @@ func (s *services) logsOf(t testing.TB, svc, want string) string {
 
 // TestTaskSpec runs the container settings of issue 12 (points 1, 6, 7) in
 // real containers on one worker: what the process sees inside (user,
-// read-only root, a dropped capability, ulimits, a tmpfs, init), a named
+// read-only root, a dropped capability, ulimits, a tmpfs, init, a tty), a named
 // volume that keeps its data when the task is replaced on the node and is
 // filled from the image, volume ls/rm, a read-only bind mount, and a bind
 // mount whose source the node lacks.
@@ -84,6 +84,16 @@ func TestTaskSpec(t *testing.T) {
 			t.Errorf("PID 1 is %q, want /sbin/docker-init -- sh -c ...", lines[8])
 		}
 		s.run(t, "service", "rm", "ts-inside")
+	})
+
+	t.Run("tty", func(t *testing.T) {
+		defer c.Net.Bind(t)()
+		s.run(t, "service", "create", "--name", "ts-tty", "--constraint", "node.role==worker", "--tty", "--detach",
+			c.Image, "sh", "-c", `[ -t 1 ] && echo tty-yes || echo tty-no; echo DONE; sleep 1000`)
+		if out := s.logsOf(t, "ts-tty", "DONE"); !strings.Contains(out, "tty-yes") {
+			t.Errorf("--tty: %q, want a terminal on stdout and its output in the log", out)
+		}
+		s.run(t, "service", "rm", "ts-tty")
 	})
 
 	t.Run("volume", func(t *testing.T) {

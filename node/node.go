@@ -353,6 +353,7 @@ func (n *Node) serve(ctx context.Context, resumed bool) error {
 				Network:            network.Prepare,
 				Files:              func(t *api.Task) ([]exec.File, error) { return n.agent.TaskFiles(t) },
 				Volumes:            n.volumes,
+				LogBinary:          logBinary(),
 				Logger:             n.log,
 			})
 		},

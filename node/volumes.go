@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
 
 	"github.com/shoal-dev/shoal/agent/volume"
 	"github.com/shoal-dev/shoal/api"
@@ -92,4 +93,14 @@ func (n *Node) removeVolume(w http.ResponseWriter, r *http.Request) {
 func writeLocalJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// logBinary is this binary, the log writer of tasks with a terminal; ""
+// if it cannot be found (such tasks are then refused).
+func logBinary() string {
+	p, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	return p
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	containerdexec "github.com/shoal-dev/shoal/agent/exec/containerd"
 	"github.com/shoal-dev/shoal/api"
 	"github.com/shoal-dev/shoal/clock"
 	mraft "github.com/shoal-dev/shoal/manager/raft"
@@ -56,6 +57,15 @@ type app struct {
 }
 
 func main() {
+	// containerd's shim runs this binary as the log writer of a task with
+	// a terminal (agent/exec/containerd.RunLogWriter).
+	if len(os.Args) == 3 && os.Args[1] == containerdexec.LogWriterArg {
+		if err := containerdexec.RunLogWriter(os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	a := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, environ: os.Environ, runNode: node.Run,
 		reexec: reexecWithoutToken, clock: clock.Real{}}
 	os.Exit(a.execute(context.Background(), os.Args[1:]))

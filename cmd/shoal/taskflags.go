@@ -41,7 +41,7 @@ func (f *containerFlags) register(fs *pflag.FlagSet) {
 	// docker's service create calls it --host, which is Shoal's global
 	// flag (-H, the manager to talk to); docker run's name it is.
 	fs.StringArrayVar(&f.hosts, "add-host", nil, "add an /etc/hosts entry, HOST:IP (repeatable; docker service create's --host)")
-	fs.BoolVarP(&f.tty, "tty", "t", false, "allocate a terminal (not supported: refused with the reason)")
+	fs.BoolVarP(&f.tty, "tty", "t", false, "allocate a terminal (its output goes to the task log)")
 }
 
 // apply sets the task's container settings from the flags; nothing is
@@ -140,7 +140,7 @@ func (f *updateContainerFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.optRm, "dns-option-rm", nil, "remove a resolv.conf option (repeatable)")
 	fs.StringArrayVar(&f.hostAdd, "host-add", nil, "add an /etc/hosts entry, HOST:IP (repeatable)")
 	fs.StringArrayVar(&f.hostRm, "host-rm", nil, "remove /etc/hosts entries, HOST or HOST:IP (repeatable)")
-	fs.BoolVarP(&f.tty, "tty", "t", false, "allocate a terminal (not supported: refused with the reason)")
+	fs.BoolVarP(&f.tty, "tty", "t", false, "allocate a terminal (its output goes to the task log)")
 }
 
 // apply changes t as the flags say: removals first, then additions, as

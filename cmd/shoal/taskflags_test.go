@@ -47,7 +47,7 @@ func TestContainerFlagsOnCreate(t *testing.T) {
 		{[]string{"--sysctl", "vm.swappiness=1"}, api.TaskSpec{}, "not namespaced"},
 		{[]string{"--stop-signal", "SIGNOPE"}, api.TaskSpec{}, `stop signal "SIGNOPE"`},
 		{[]string{"--add-host", "db"}, api.TaskSpec{}, "want HOST:IP"},
-		{[]string{"--tty"}, api.TaskSpec{}, "--tty is not supported"},
+		{[]string{"--tty"}, api.TaskSpec{TTY: true}, ""},
 	}
 	for _, tt := range tests {
 		var f containerFlags

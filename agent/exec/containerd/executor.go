@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/containerd/containerd"
-	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/containers"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/namespaces"
@@ -62,6 +61,9 @@ type Config struct {
 	// Volumes holds the node's named volumes; tasks with volume mounts are
 	// refused without it.
 	Volumes *volume.Store
+	// LogBinary is a binary that runs RunLogWriter when its first argument
+	// is LogWriterArg (the shoal binary): tasks with a terminal need it.
+	LogBinary string
 	// InitPath is the static init binary --init tasks run under; FindInit's
 	// when empty (a node without one refuses --init tasks).
 	InitPath string
@@ -81,6 +83,7 @@ type Executor struct {
 	stateDir    string
 	volumes     *volume.Store
 	initPath    string
+	logBinary   string
 	etcDir      string // hosts and resolv.conf files of tasks
 	log         *slog.Logger
 	// execSeq numbers exec processes, so checks never share an ID.
@@ -116,6 +119,7 @@ func New(cfg Config) (*Executor, error) {
 		stateDir:    stateDir,
 		volumes:     cfg.Volumes,
 		initPath:    cfg.InitPath,
+		logBinary:   cfg.LogBinary,
 		etcDir:      filepath.Join(stateDir, "etc"),
 		log:         cfg.Logger,
 	}
@@ -339,7 +343,15 @@ func (e *Executor) Start(ctx context.Context, taskID string) error {
 		return fmt.Errorf("start %s: %w", taskID, err)
 	}
 
-	task, err = c.NewTask(ctx, cio.LogFile(e.Logs(taskID)))
+	spec, err := c.Spec(ctx)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", taskID, err)
+	}
+	creator, err := e.taskIO(ctx, taskID, spec.Process != nil && spec.Process.Terminal)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", taskID, err)
+	}
+	task, err = c.NewTask(ctx, creator)
 	if err != nil {
 		return fmt.Errorf("start %s: create task: %w", taskID, err)
 	}

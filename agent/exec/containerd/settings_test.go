@@ -42,6 +42,10 @@ func TestTaskSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Volumes = vols
+	// The test binary is the log writer of tty tasks (TestMain).
+	if cfg.LogBinary, err = os.Executable(); err != nil {
+		t.Fatal(err)
+	}
 	e := newExecutor(t, cfg)
 	bindDir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(bindDir, "host.txt"), []byte("from the host\n"), 0o644); err != nil {
@@ -139,6 +143,13 @@ func TestTaskSettings(t *testing.T) {
 		}
 	})
 
+	t.Run("tty", func(t *testing.T) {
+		code, got := logOf(t, e, newID(t, "tty"), api.TaskSpec{TTY: true, Command: []string{"sh", "-c", "[ -t 1 ] && echo tty; echo END"}})
+		if code != 0 || strings.ReplaceAll(got, "\r", "") != "tty\nEND\n" {
+			t.Errorf("exit %d, output %q", code, got)
+		}
+	})
+
 	t.Run("init", func(t *testing.T) {
 		testenv.Require(t, ctrexec.FindInit() != "", "a static init binary (tini-static, Debian's tini package)")
 		code, got := logOf(t, e, newID(t, "init"), api.TaskSpec{Init: true, Command: []string{"sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline; echo; echo END"}})
@@ -179,4 +190,16 @@ func readLogPrefix(t *testing.T, e *ctrexec.Executor, id, want string) {
 		}
 	}
 	t.Fatalf("log %q, want it to start with %q", got, want)
+}
+
+// TestMain makes the test binary the log writer of tty tasks, as the shoal
+// binary is in production.
+func TestMain(m *testing.M) {
+	if len(os.Args) == 3 && os.Args[1] == ctrexec.LogWriterArg {
+		if err := ctrexec.RunLogWriter(os.Args[2]); err != nil {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
 }

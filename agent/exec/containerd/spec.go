@@ -95,7 +95,7 @@ func taskSpecOpts(t *api.Task, h taskHost) ([]oci.SpecOpts, error) {
 		opts = append(opts, oci.WithRootFSReadonly())
 	}
 	if s.TTY {
-		return nil, api.ErrTTY
+		opts = append(opts, oci.WithTTY)
 	}
 	if len(s.CapAdd) > 0 || len(s.CapDrop) > 0 {
 		opts = append(opts, withCapabilities(s.CapAdd, s.CapDrop))

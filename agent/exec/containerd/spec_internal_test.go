@@ -92,7 +92,11 @@ func TestTaskSpecOpts(t *testing.T) {
 				t.Error("root not read-only")
 			}
 		}},
-		{name: "tty refused", spec: api.TaskSpec{TTY: true}, err: "--tty is not supported"},
+		{name: "tty", spec: api.TaskSpec{TTY: true}, check: func(t *testing.T, s *oci.Spec) {
+			if !s.Process.Terminal || !slices.Contains(s.Process.Env, "TERM=xterm") {
+				t.Errorf("terminal %v env %q", s.Process.Terminal, s.Process.Env)
+			}
+		}},
 		{name: "cap add and drop", spec: api.TaskSpec{CapAdd: []string{"CAP_NET_ADMIN"}, CapDrop: []string{"CAP_CHOWN"}}, check: func(t *testing.T, s *oci.Spec) {
 			c := s.Process.Capabilities
 			for _, set := range [][]string{c.Bounding, c.Effective, c.Permitted} {
