@@ -54,6 +54,7 @@ services:
     group_add: [audio]
     read_only: true
     init: true
+    tty: true
     cap_add: [net_admin]
     cap_drop: [CAP_CHOWN]
     sysctls: {net.core.somaxconn: "1024"}
@@ -131,7 +132,7 @@ volumes:
 						{Type: api.MountTmpfs, Target: "/cache", TmpfsSize: 1 << 20, TmpfsMode: 0o700},
 						{Type: api.MountVolume, Source: "team-data", Target: "/shared", VolumeNoCopy: true},
 					},
-					Entrypoint: []string{"/bin/sh", "-c"}, Hostname: "web-host", Groups: []string{"audio"}, ReadOnly: true, Init: true,
+					Entrypoint: []string{"/bin/sh", "-c"}, Hostname: "web-host", Groups: []string{"audio"}, ReadOnly: true, Init: true, TTY: true,
 					CapAdd: []string{"net_admin"}, CapDrop: []string{"CAP_CHOWN"}, Sysctls: map[string]string{"net.core.somaxconn": "1024"},
 					Ulimits:    []api.Ulimit{{Name: "nofile", Soft: 1024, Hard: 2048}, {Name: "nproc", Soft: 64, Hard: 64}},
 					StopSignal: "SIGQUIT",
@@ -227,7 +228,6 @@ networks:
 func TestConvertErrors(t *testing.T) {
 	tests := []struct{ name, yml, want string }{
 		{"no image", "services:\n  web:\n    build: .\n", "services.web: image: required"},
-		{"tty", "services:\n  web:\n    image: b\n    tty: true\n", "tty: not supported by Shoal"},
 		{"anonymous volume", "services:\n  web:\n    image: b\n    volumes: [/data]\n", "volumes: /data: an anonymous volume"},
 		{"volume driver", "services:\n  web:\n    image: b\n    volumes:\n      - \"vol:/data\"\nvolumes:\n  vol: {driver: nfs}\n", `driver "nfs": Shoal has node-local volumes only`},
 		{"bad capability", "services:\n  web:\n    image: b\n    cap_add: [FLY]\n", `capability "FLY"`},

@@ -59,9 +59,6 @@ func convertRuntime(t *api.TaskSpec, s types.ServiceConfig, volumes types.Volume
 	}
 	check := t.Clone()
 	if err := check.ValidateRuntime(); err != nil {
-		if errors.Is(err, api.ErrTTY) {
-			return errors.New("tty: not supported by Shoal: task output goes to a log file written by containerd's shim, which cannot take it from a terminal")
-		}
 		return err
 	}
 	return nil
