@@ -44,9 +44,10 @@ func (m *Manager) runScheduler(ctx context.Context) {
 	tick, stop := m.cfg.Clock.NewTicker(time.Second)
 	defer stop()
 	for {
+		start := time.Now()
 		m.schedulePending(ctx)
 		// Let a burst of writes land before the next pass.
-		if !store.WaitFor(ctx, events, tick, 10*time.Millisecond, store.KindTask, store.KindNode) {
+		if !store.WaitFor(ctx, events, tick, store.Paced(10*time.Millisecond, time.Since(start)), store.KindTask, store.KindNode) {
 			return
 		}
 	}

@@ -44,3 +44,20 @@ func TestWaitFor(t *testing.T) {
 		})
 	}
 }
+
+func TestPaced(t *testing.T) {
+	tests := []struct {
+		settle, pass, want time.Duration
+	}{
+		{20 * time.Millisecond, 0, 20 * time.Millisecond},
+		{20 * time.Millisecond, 5 * time.Millisecond, 20 * time.Millisecond},
+		{20 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond},
+		{20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond},
+		{10 * time.Millisecond, time.Second, 2 * time.Second},
+	}
+	for _, tt := range tests {
+		if got := Paced(tt.settle, tt.pass); got != tt.want {
+			t.Errorf("Paced(%v, %v) = %v, want %v", tt.settle, tt.pass, got, tt.want)
+		}
+	}
+}

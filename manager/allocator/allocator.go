@@ -62,14 +62,17 @@ func (a *Allocator) Run(ctx context.Context) {
 	for {
 		var retry <-chan time.Time
 		stop := func() {}
-		if err := a.Pass(ctx); err != nil {
+		start := time.Now()
+		err := a.Pass(ctx)
+		took := time.Since(start)
+		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			a.log.Warn("allocation pass", "err", err)
 			retry, stop = a.clk.NewTicker(retryAfter)
 		}
-		ok := store.WaitFor(ctx, events, retry, coalesce, store.KindNetwork, store.KindService, store.KindTask, store.KindNode)
+		ok := store.WaitFor(ctx, events, retry, store.Paced(coalesce, took), store.KindNetwork, store.KindService, store.KindTask, store.KindNode)
 		stop()
 		if !ok {
 			return

@@ -59,13 +59,15 @@ func (o *Orchestrator) Run(ctx context.Context) {
 	stopWake := func() {}
 	defer func() { stopWake() }()
 	for {
+		start := time.Now()
 		wake := o.pass(ctx)
+		took := time.Since(start)
 		stopWake()
 		wakeC, stopWake = nil, func() {}
 		if !wake.IsZero() {
 			wakeC, stopWake = o.clk.NewTicker(max(wake.Sub(o.clk.Now()), time.Millisecond))
 		}
-		if !store.WaitFor(ctx, events, wakeC, coalesce, store.KindService, store.KindTask, store.KindNode) {
+		if !store.WaitFor(ctx, events, wakeC, store.Paced(coalesce, took), store.KindService, store.KindTask, store.KindNode) {
 			return
 		}
 	}
