@@ -94,6 +94,16 @@ func (e *Executor) removeEtc(taskID string) {
 // layers, mounted for the copy and removed after it. Nothing at target,
 // or a file there, copies nothing.
 func (e *Executor) copyImagePath(ctx context.Context, img containerd.Image, target, dir string) error {
+	// A lease keeps containerd's garbage collector off the view meanwhile.
+	ctx, done, err := e.client.WithLease(ctx)
+	if err != nil {
+		return fmt.Errorf("lease: %w", err)
+	}
+	defer func() {
+		if err := done(context.WithoutCancel(ctx)); err != nil {
+			e.log.Warn("release lease", "err", err)
+		}
+	}()
 	diffIDs, err := img.RootFS(ctx)
 	if err != nil {
 		return fmt.Errorf("image layers: %w", err)
