@@ -127,8 +127,8 @@ type ServiceSpec struct {
 // TaskSpec is the template every task of a service runs.
 type TaskSpec struct {
 	Image string `json:"image"`
-	// Command replaces the image's entrypoint and cmd when set, or only
-	// its cmd when Entrypoint is set.
+	// Command replaces the image's cmd when set (the image's entrypoint
+	// stays, docker's meaning; Entrypoint replaces that).
 	Command         []string      `json:"command,omitempty"`
 	Env             []string      `json:"env,omitempty"`
 	User            string        `json:"user,omitempty"`

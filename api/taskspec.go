@@ -363,15 +363,16 @@ func (t *TaskSpec) ValidateRuntime() error {
 const maxArgsRuntime = 256
 
 // ProcessArgs is the command line a task runs given its image's entrypoint
-// and cmd, docker's rules: Entrypoint replaces the image's entrypoint and
-// then Command (possibly empty) replaces its cmd; with no Entrypoint a
-// Command replaces both, and with neither the image's run.
+// and cmd, docker's rules (docker service create IMAGE ARGS and compose's
+// command keep the image's entrypoint): Command replaces the image's cmd,
+// Entrypoint replaces its entrypoint and then drops the image's cmd, and
+// with neither the image's run.
 func (t *TaskSpec) ProcessArgs(imageEntrypoint, imageCmd []string) []string {
 	switch {
 	case len(t.Entrypoint) > 0:
 		return append(slices.Clone(t.Entrypoint), t.Command...)
 	case len(t.Command) > 0:
-		return slices.Clone(t.Command)
+		return append(slices.Clone(imageEntrypoint), t.Command...)
 	}
 	return append(slices.Clone(imageEntrypoint), imageCmd...)
 }

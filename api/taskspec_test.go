@@ -87,7 +87,7 @@ func TestProcessArgs(t *testing.T) {
 		want []string
 	}{
 		{"image's", api.TaskSpec{}, []string{"/entry", "serve"}},
-		{"command replaces both", api.TaskSpec{Command: []string{"sh", "-c", "x"}}, []string{"sh", "-c", "x"}},
+		{"command replaces the cmd only", api.TaskSpec{Command: []string{"sh", "-c", "x"}}, []string{"/entry", "sh", "-c", "x"}},
 		{"entrypoint, no command", api.TaskSpec{Entrypoint: []string{"/bin/echo"}}, []string{"/bin/echo"}},
 		{"entrypoint and args", api.TaskSpec{Entrypoint: []string{"/bin/echo", "-n"}, Command: []string{"hi"}}, []string{"/bin/echo", "-n", "hi"}},
 	}

@@ -120,8 +120,8 @@ func (f *updateFlags) register(fs *pflag.FlagSet, detach bool) {
 	f.set = fs.Changed
 	fs.StringVar(&f.image, "image", "", "new image")
 	fs.StringVar(&f.replicas, "replicas", "", "number of tasks (replicated services)")
-	fs.StringVar(&f.command, "command", "", `new command, replacing the image's entrypoint and cmd, like "sh -c 'echo hi'"; "" for the image's`)
-	fs.StringVar(&f.args, "args", "", "new arguments of the command (the words after its first)")
+	fs.StringVar(&f.command, "command", "", `new command, replacing the image's cmd (after its entrypoint, if any), like "sh -c 'echo hi'"; "" for the image's`)
+	fs.StringVar(&f.args, "args", "", "new arguments, docker's meaning: they replace the image's cmd (or follow --entrypoint); the same as --command")
 	fs.StringArrayVar(&f.envAdd, "env-add", nil, "add or change an environment variable, KEY=VALUE (repeatable)")
 	fs.StringArrayVar(&f.envRm, "env-rm", nil, "remove an environment variable, KEY (repeatable)")
 	fs.StringArrayVar(&f.labelAdd, "label-add", nil, "add or change a service label, KEY=VALUE (repeatable)")
@@ -185,10 +185,7 @@ func (f *updateFlags) apply(spec *api.ServiceSpec, resolve func(string) (string,
 		if err != nil {
 			return fmt.Errorf("--args %q: %w", f.args, err)
 		}
-		if len(t.Command) == 0 {
-			return errors.New("--args: the service runs the image's command; give the whole command with --command")
-		}
-		t.Command = append([]string{t.Command[0]}, words...)
+		t.Command = words
 	}
 
 	for _, k := range f.envRm {

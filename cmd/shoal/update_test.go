@@ -58,7 +58,7 @@ func TestServiceUpdateFlags(t *testing.T) {
 			}},
 		{args: []string{"--replicas", "5", "--stop-grace-period", "3s"}, mod: func(s *api.ServiceSpec) { s.Replicas = 5; s.Task.StopGracePeriod = 3 * time.Second }},
 		{args: []string{"--command", `sh -c 'echo "hi there"'`}, mod: func(s *api.ServiceSpec) { s.Task.Command = []string{"sh", "-c", `echo "hi there"`} }},
-		{args: []string{"--args", "-p 8080"}, mod: func(s *api.ServiceSpec) { s.Task.Command = []string{"httpd", "-p", "8080"} }},
+		{args: []string{"--args", "-p 8080"}, mod: func(s *api.ServiceSpec) { s.Task.Command = []string{"-p", "8080"} }},
 		{args: []string{"--network-add", "back", "--network-rm", "front"}, mod: func(s *api.ServiceSpec) { s.Networks = []string{"netid2"} }},
 		{args: []string{"--publish-rm", "8080", "--publish-add", "9090:90"},
 			mod: func(s *api.ServiceSpec) {

@@ -187,6 +187,12 @@ func (e *Executor) Prepare(ctx context.Context, t *api.Task) error {
 	if err != nil {
 		return fmt.Errorf("prepare %s: %w", t.ID, err)
 	}
+	imgSpec, err := img.Spec(ctx)
+	if err != nil {
+		e.removeEtc(t.ID)
+		return fmt.Errorf("prepare %s: image config of %s: %w", t.ID, t.Spec.Image, err)
+	}
+	host.ImageEntrypoint, host.ImageCmd = imgSpec.Config.Entrypoint, imgSpec.Config.Cmd
 	opts, err := taskSpecOpts(t, host)
 	if err != nil {
 		e.removeEtc(t.ID)

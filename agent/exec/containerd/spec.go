@@ -54,6 +54,9 @@ type taskHost struct {
 	Volumes map[string]string
 	// InitPath is the node's init binary for Init tasks ("": none).
 	InitPath string
+	// ImageEntrypoint and ImageCmd are the image's, which a task's
+	// Command and Entrypoint replace one each.
+	ImageEntrypoint, ImageCmd []string
 }
 
 // errNoInit is why an --init task is refused on a node without an init binary.
@@ -71,7 +74,7 @@ func taskSpecOpts(t *api.Task, h taskHost) ([]oci.SpecOpts, error) {
 	}
 	opts := []oci.SpecOpts{oci.WithHostname(hostname)}
 	if len(s.Entrypoint) > 0 || len(s.Command) > 0 {
-		opts = append(opts, oci.WithProcessArgs(s.ProcessArgs(nil, nil)...))
+		opts = append(opts, oci.WithProcessArgs(s.ProcessArgs(h.ImageEntrypoint, h.ImageCmd)...))
 	}
 	if len(s.Env) > 0 {
 		opts = append(opts, oci.WithEnv(s.Env))

@@ -61,12 +61,17 @@ func TestTaskSpecOpts(t *testing.T) {
 				t.Errorf("hostname %q args %q readonly %v tty %v", s.Hostname, s.Process.Args, s.Root.Readonly, s.Process.Terminal)
 			}
 		}},
-		{name: "command replaces entrypoint and cmd", spec: api.TaskSpec{Command: []string{"sh", "-c", "x"}}, check: func(t *testing.T, s *oci.Spec) {
+		{name: "command replaces the cmd, no image entrypoint", spec: api.TaskSpec{Command: []string{"sh", "-c", "x"}}, check: func(t *testing.T, s *oci.Spec) {
 			if !slices.Equal(s.Process.Args, []string{"sh", "-c", "x"}) {
 				t.Errorf("args %q", s.Process.Args)
 			}
 		}},
-		{name: "entrypoint then command as its args", spec: api.TaskSpec{Entrypoint: []string{"/bin/echo"}, Command: []string{"hi"}}, check: func(t *testing.T, s *oci.Spec) {
+		{name: "command after the image's entrypoint", spec: api.TaskSpec{Command: []string{"-v"}}, host: taskHost{ImageEntrypoint: []string{"/entry.sh"}, ImageCmd: []string{"serve"}}, check: func(t *testing.T, s *oci.Spec) {
+			if !slices.Equal(s.Process.Args, []string{"/entry.sh", "-v"}) {
+				t.Errorf("args %q", s.Process.Args)
+			}
+		}},
+		{name: "entrypoint then command as its args", spec: api.TaskSpec{Entrypoint: []string{"/bin/echo"}, Command: []string{"hi"}}, host: taskHost{ImageEntrypoint: []string{"/entry.sh"}, ImageCmd: []string{"serve"}}, check: func(t *testing.T, s *oci.Spec) {
 			if !slices.Equal(s.Process.Args, []string{"/bin/echo", "hi"}) {
 				t.Errorf("args %q", s.Process.Args)
 			}
