@@ -2,6 +2,8 @@ package controlapi
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/shoal-dev/shoal/api"
 	"github.com/shoal-dev/shoal/store"
@@ -32,7 +34,10 @@ func checkOwnPorts(tx store.ReadTx, ports []api.PortConfig) error {
 // same; the scheduler keeps their tasks on different nodes. selfID is the
 // service being updated, "" for a new one.
 func checkPortsFree(tx store.ReadTx, ports []api.PortConfig, selfID string) error {
-	for _, other := range tx.Services() {
+	// By name, so a port taken by several services names the same one each time.
+	services := tx.Services()
+	slices.SortFunc(services, func(a, b *api.Service) int { return strings.Compare(a.Spec.Name, b.Spec.Name) })
+	for _, other := range services {
 		if other.ID == selfID {
 			continue
 		}
