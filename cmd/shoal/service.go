@@ -444,6 +444,11 @@ func (a *app) listTasks(ctx context.Context, c *api.Client, filter api.TaskFilte
 	if err != nil {
 		return err
 	}
+	return a.writeTasks(ctx, c, tasks, f)
+}
+
+// writeTasks prints tasks as f asks: IDs, JSON or a table with node names.
+func (a *app) writeTasks(ctx context.Context, c *api.Client, tasks []*api.Task, f taskListFlags) error {
 	sortTasks(tasks)
 	switch {
 	case f.quiet:

@@ -534,25 +534,7 @@ func (a *app) stackPsCmd() *cobra.Command {
 					}
 					tasks = append(tasks, ts...)
 				}
-				sortTasks(tasks)
-				switch {
-				case f.quiet:
-					return writeTaskIDs(a.stdout, tasks, !f.noTrunc)
-				case f.format == formatJSON:
-					if tasks == nil {
-						tasks = []*api.Task{}
-					}
-					return writeJSON(a.stdout, tasks)
-				}
-				nodes, err := c.Nodes(ctx)
-				if err != nil {
-					return fmt.Errorf("list nodes: %w", err)
-				}
-				hosts := make(map[string]string, len(nodes))
-				for _, n := range nodes {
-					hosts[n.ID] = n.Description.Hostname
-				}
-				return writeTaskTable(a.stdout, tasks, hosts, a.clock.Now(), !f.noTrunc)
+				return a.writeTasks(ctx, c, tasks, f)
 			})
 		},
 	}
