@@ -1,7 +1,6 @@
 package orchestrator
 
 import (
-	"slices"
 
 	"github.com/shoal-dev/shoal/api"
 )
@@ -38,22 +37,8 @@ func (r *reconciler) currentRun(tasks []*api.Task) []*api.Task {
 // replicatedJob keeps slots 1..Replicas of a replicated job (its total
 // completions) moving towards completion, at most MaxConcurrent at once.
 func (r *reconciler) replicatedJob(tasks []*api.Task) {
-	bySlot := make(map[uint64][]*api.Task)
-	for _, t := range tasks {
-		bySlot[t.Slot] = append(bySlot[t.Slot], t)
-	}
 	want := r.svc.Spec.Replicas
-	var extra []uint64
-	for s := range bySlot {
-		if s == 0 || s > want {
-			extra = append(extra, s)
-		}
-	}
-	slices.Sort(extra)
-	for _, s := range extra {
-		r.retire(bySlot[s], "")
-		r.trim(bySlot[s], 0, 0)
-	}
+	bySlot := r.retireSlotsBeyond(tasks, want)
 	maxRun := r.svc.Spec.MaxConcurrent
 	if maxRun == 0 || maxRun > want {
 		maxRun = want

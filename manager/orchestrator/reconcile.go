@@ -180,25 +180,31 @@ func (r *reconciler) finish() Plan {
 	return r.plan
 }
 
-func (r *reconciler) replicated(tasks []*api.Task) {
+// retireSlotsBeyond groups tasks by slot and retires the slots past want
+// (and slot 0), highest first: a scale down. It returns the groups.
+func (r *reconciler) retireSlotsBeyond(tasks []*api.Task, want uint64) map[uint64][]*api.Task {
 	bySlot := make(map[uint64][]*api.Task)
 	for _, t := range tasks {
 		bySlot[t.Slot] = append(bySlot[t.Slot], t)
 	}
-	want := r.svc.Spec.Replicas
 	var extra []uint64
 	for s := range bySlot {
 		if s == 0 || s > want {
 			extra = append(extra, s)
 		}
 	}
-	// Scale down, highest slot first.
 	slices.Sort(extra)
 	slices.Reverse(extra)
 	for _, s := range extra {
 		r.retire(bySlot[s], "")
 		r.trim(bySlot[s], 0, 0)
 	}
+	return bySlot
+}
+
+func (r *reconciler) replicated(tasks []*api.Task) {
+	want := r.svc.Spec.Replicas
+	bySlot := r.retireSlotsBeyond(tasks, want)
 	limit := r.historyLimit()
 	for s := uint64(1); s <= want; s++ {
 		created := r.fill(bySlot[s], s, "", true)
