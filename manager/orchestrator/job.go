@@ -1,7 +1,6 @@
 package orchestrator
 
 import (
-
 	"github.com/shoal-dev/shoal/api"
 )
 
