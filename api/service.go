@@ -202,6 +202,9 @@ type RestartPolicy struct {
 	Delay *time.Duration `json:"delay,omitempty"`
 	// MaxAttempts of 0 means no limit.
 	MaxAttempts uint64 `json:"max_attempts,omitempty"`
+	// Window, when set, counts against MaxAttempts only the slot's tasks
+	// that finished within it (Swarm's); 0 counts them all.
+	Window time.Duration `json:"window,omitempty"`
 }
 
 // RestartDelay is the policy's delay, or DefaultRestartDelay if it has none.

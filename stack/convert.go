@@ -347,6 +347,9 @@ func convertDeploy(spec *api.ServiceSpec, d *types.DeployConfig) error {
 		if r.MaxAttempts != nil {
 			t.Restart.MaxAttempts = *r.MaxAttempts
 		}
+		if r.Window != nil {
+			t.Restart.Window = time.Duration(*r.Window)
+		}
 	}
 	var err error
 	if spec.Update, err = convertUpdate("deploy.update_config", d.UpdateConfig); err != nil {

@@ -31,7 +31,7 @@ var supported = paths(
 	"services.*.deploy.resources.limits.cpus", "services.*.deploy.resources.limits.memory",
 	"services.*.deploy.resources.reservations.cpus", "services.*.deploy.resources.reservations.memory",
 	"services.*.deploy.restart_policy.condition", "services.*.deploy.restart_policy.delay",
-	"services.*.deploy.restart_policy.max_attempts",
+	"services.*.deploy.restart_policy.max_attempts", "services.*.deploy.restart_policy.window",
 	"services.*.deploy.update_config.*", "services.*.deploy.rollback_config.*",
 	"services.*.healthcheck.test", "services.*.healthcheck.interval", "services.*.healthcheck.timeout",
 	"services.*.healthcheck.retries", "services.*.healthcheck.start_period", "services.*.healthcheck.disable",

@@ -148,15 +148,13 @@ services:
     deploy:
       restart_policy:
         condition: on-failure
-        window: 120s
     devices: ["/dev/fuse"]
     logging:
       driver: syslog
 `},
 			load: []string{"a.yml"},
 			wantErr: []string{
-				"a.yml:7: services.web.deploy.restart_policy.window: not supported by Shoal",
-				"a.yml:9: services.web.logging: not supported by Shoal",
+				"a.yml:8: services.web.logging: not supported by Shoal",
 			},
 		},
 		{

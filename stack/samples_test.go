@@ -22,7 +22,6 @@ func TestSampleStacks(t *testing.T) {
 		{
 			file: "voting-app.yml",
 			wantErr: []string{
-				"voting-app.yml:68: services.worker.deploy.restart_policy.window: not supported by Shoal",
 				"services.redis: ports: target 6379: no published port: Shoal does not pick one (write PUBLISHED:6379)",
 			},
 		},

@@ -38,8 +38,8 @@ type createFlags struct {
 
 	reserveCPU, reserveMemory, limitCPU, limitMemory string
 
-	restartCondition, restartDelay, restartMaxAttempts string
-	stopGracePeriod, workdir, user                     string
+	restartCondition, restartDelay, restartMaxAttempts, restartWindow string
+	stopGracePeriod, workdir, user                                    string
 
 	detach  bool
 	timeout string
@@ -68,6 +68,7 @@ func (f *createFlags) register(fs *pflag.FlagSet, detach bool) {
 	fs.StringVar(&f.restartCondition, "restart-condition", "", "restart tasks on any exit, on-failure or none (default any)")
 	fs.StringVar(&f.restartDelay, "restart-delay", "", "wait between restarts, like 10s (default 5s; longer after repeated quick exits)")
 	fs.StringVar(&f.restartMaxAttempts, "restart-max-attempts", "", "give up after this many restarts (default no limit)")
+	fs.StringVar(&f.restartWindow, "restart-window", "", "count only restarts within this window against --restart-max-attempts, like 2m (default all)")
 	fs.StringVar(&f.stopGracePeriod, "stop-grace-period", "", "time a task gets to stop before it is killed, like 10s")
 	fs.StringVar(&f.workdir, "workdir", "", "working directory inside the container")
 	fs.StringVarP(&f.user, "user", "u", "", "user to run as, USER[:GROUP] or UID[:GID]")
@@ -190,6 +191,11 @@ func (f *createFlags) spec(args []string) (api.ServiceSpec, error) {
 			return spec, err
 		}
 		t.Restart.Delay = &d
+	}
+	if f.restartWindow != "" {
+		if t.Restart.Window, err = parseDuration("--restart-window", f.restartWindow); err != nil {
+			return spec, err
+		}
 	}
 	if f.restartMaxAttempts != "" {
 		if t.Restart.MaxAttempts, err = strconv.ParseUint(f.restartMaxAttempts, 10, 64); err != nil {

@@ -105,6 +105,7 @@ type updateFlags struct {
 	networkAdd, networkRm, publishAdd, publishRm     []string
 	reserveCPU, reserveMemory, limitCPU, limitMemory string
 	restartCondition, restartDelay, restartMax       string
+	restartWindow                                    string
 	stopGracePeriod                                  string
 	force, detach                                    bool
 	timeout                                          string
@@ -139,6 +140,7 @@ func (f *updateFlags) register(fs *pflag.FlagSet, detach bool) {
 	fs.StringVar(&f.restartCondition, "restart-condition", "", "restart tasks on any exit, on-failure or none")
 	fs.StringVar(&f.restartDelay, "restart-delay", "", "wait between restarts, like 5s")
 	fs.StringVar(&f.restartMax, "restart-max-attempts", "", "give up after this many restarts (0: no limit)")
+	fs.StringVar(&f.restartWindow, "restart-window", "", "count only restarts within this window against --restart-max-attempts (0: all)")
 	fs.StringVar(&f.stopGracePeriod, "stop-grace-period", "", "time a task gets to stop before it is killed")
 	fs.BoolVar(&f.force, "force", false, "replace every task, rolling, even if nothing changed")
 	fs.BoolVarP(&f.detach, "detach", "d", detach,
@@ -273,6 +275,13 @@ func (f *updateFlags) apply(spec *api.ServiceSpec, resolve func(string) (string,
 		if err := setRestartDelay(&t.Restart, d); err != nil {
 			return err
 		}
+	}
+	if f.set("restart-window") {
+		d, err := parseDuration("--restart-window", f.restartWindow)
+		if err != nil {
+			return err
+		}
+		t.Restart.Window = d
 	}
 	if f.set("restart-max-attempts") {
 		n, err := strconv.ParseUint(f.restartMax, 10, 64)

@@ -56,6 +56,7 @@ func TestServiceUpdateFlags(t *testing.T) {
 				d := 5 * time.Second
 				s.Task.Restart = api.RestartPolicy{Condition: api.RestartOnFailure, Delay: &d, MaxAttempts: 3}
 			}},
+		{args: []string{"--restart-window", "2m"}, mod: func(s *api.ServiceSpec) { s.Task.Restart.Window = 2 * time.Minute }},
 		{args: []string{"--replicas", "5", "--stop-grace-period", "3s"}, mod: func(s *api.ServiceSpec) { s.Replicas = 5; s.Task.StopGracePeriod = 3 * time.Second }},
 		{args: []string{"--command", `sh -c 'echo "hi there"'`}, mod: func(s *api.ServiceSpec) { s.Task.Command = []string{"sh", "-c", `echo "hi there"`} }},
 		{args: []string{"--args", "-p 8080"}, mod: func(s *api.ServiceSpec) { s.Task.Command = []string{"-p", "8080"} }},

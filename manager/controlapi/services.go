@@ -68,8 +68,8 @@ func (s *Server) validateSpec(spec *api.ServiceSpec) error {
 	default:
 		return badRequest("restart condition %q: want any, on-failure or none", t.Restart.Condition)
 	}
-	if (t.Restart.Delay != nil && *t.Restart.Delay < 0) || t.StopGracePeriod < 0 {
-		return badRequest("restart delay and stop grace period must not be negative")
+	if (t.Restart.Delay != nil && *t.Restart.Delay < 0) || t.Restart.Window < 0 || t.StopGracePeriod < 0 {
+		return badRequest("restart delay, restart window and stop grace period must not be negative")
 	}
 	for name, v := range map[string]int64{
 		"reserve-cpu": t.Resources.Reservations.NanoCPUs, "reserve-memory": t.Resources.Reservations.MemoryBytes,

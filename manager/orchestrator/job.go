@@ -63,7 +63,7 @@ func (r *reconciler) replicatedJob(tasks []*api.Task) {
 			}
 			running++
 		case finished(h):
-			if !shouldRestart(h, cur) {
+			if !shouldRestart(h, cur, r.now) {
 				r.set(h, api.TaskComplete, "")
 				continue
 			}

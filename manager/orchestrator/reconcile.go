@@ -302,7 +302,7 @@ func (r *reconciler) fill(tasks []*api.Task, slot uint64, nodeID string, start b
 		if r.outdated(h) {
 			return replace("")
 		}
-		if !shouldRestart(h, tasks) {
+		if !shouldRestart(h, tasks, r.now) {
 			r.set(h, api.TaskComplete, "")
 			return 0
 		}
@@ -548,7 +548,7 @@ func done(t *api.Task) bool { return t.DesiredState == api.TaskComplete }
 
 func holds(t *api.Task) bool { return wantsRun(t) || done(t) }
 
-func shouldRestart(t *api.Task, slot []*api.Task) bool {
+func shouldRestart(t *api.Task, slot []*api.Task, now time.Time) bool {
 	p := t.Spec.Restart
 	switch p.Condition {
 	case api.RestartNone:
@@ -564,11 +564,14 @@ func shouldRestart(t *api.Task, slot []*api.Task) bool {
 	key := specKey(&t.Spec)
 	n := uint64(0)
 	for _, o := range slot {
+		if p.Window > 0 && o.Status.State.Terminal() && now.Sub(finishedAt(o)) > p.Window {
+			continue
+		}
 		if bytes.Equal(specKey(&o.Spec), key) {
 			n++
 		}
 	}
-	return n <= p.MaxAttempts // n-1 restarts so far
+	return n <= p.MaxAttempts // n-1 restarts so far (within the window)
 }
 
 // Restart backoff: a slot whose tasks keep exiting soon after they start

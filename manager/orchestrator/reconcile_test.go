@@ -88,6 +88,14 @@ func withSpec(mod func(*api.TaskSpec), version uint64) func(*api.Task) {
 	return func(t *api.Task) { mod(&t.Spec); t.SpecVersion = version }
 }
 
+func withWindow(d time.Duration) func(*api.Service) {
+	return func(s *api.Service) { s.Spec.Task.Restart.Window = d }
+}
+
+func taskWindow(d time.Duration) func(*api.Task) {
+	return func(t *api.Task) { t.Spec.Restart.Window = d }
+}
+
 func withTaskRestart(cond api.RestartCondition, delay time.Duration, maxAttempts uint64) func(*api.Task) {
 	return func(t *api.Task) {
 		t.Spec.Restart = api.RestartPolicy{Condition: cond, Delay: &delay, MaxAttempts: maxAttempts}
@@ -577,6 +585,26 @@ func TestReconcileRestart(t *testing.T) {
 				taskAt("b", 1, "n1", api.TaskRunning, api.TaskFailed, 2*time.Minute, policy),
 			},
 			want: outcome{Create: []string{"slot 1"}, Update: []string{"b shutdown"}},
+		},
+		reconcileCase{
+			name: "max attempts within a window: older exits do not count",
+			svc:  service(api.ModeReplicated, 1, restart(api.RestartAny, 0, 2), withWindow(150*time.Second)),
+			tasks: []*api.Task{
+				taskAt("a", 1, "n1", api.TaskShutdown, api.TaskFailed, 3*time.Minute, policy, taskWindow(150*time.Second)),
+				taskAt("b", 1, "n1", api.TaskShutdown, api.TaskFailed, 2*time.Minute, policy, taskWindow(150*time.Second)),
+				taskAt("c", 1, "n1", api.TaskRunning, api.TaskFailed, time.Minute, policy, taskWindow(150*time.Second)),
+			},
+			want: outcome{Create: []string{"slot 1"}, Update: []string{"c shutdown"}},
+		},
+		reconcileCase{
+			name: "max attempts within a window: reached",
+			svc:  service(api.ModeReplicated, 1, restart(api.RestartAny, 0, 2), withWindow(200*time.Second)),
+			tasks: []*api.Task{
+				taskAt("a", 1, "n1", api.TaskShutdown, api.TaskFailed, 3*time.Minute, policy, taskWindow(200*time.Second)),
+				taskAt("b", 1, "n1", api.TaskShutdown, api.TaskFailed, 2*time.Minute, policy, taskWindow(200*time.Second)),
+				taskAt("c", 1, "n1", api.TaskRunning, api.TaskFailed, time.Minute, policy, taskWindow(200*time.Second)),
+			},
+			want: outcome{Update: []string{"c complete"}},
 		},
 		reconcileCase{
 			name: "max attempts count only tasks of the same spec",
