@@ -54,22 +54,24 @@ func (m *Manager) runScheduler(ctx context.Context) {
 }
 
 func (m *Manager) schedulePending(ctx context.Context) {
-	var tasks, pending, unallocated []*api.Task
+	var tasks, waiting, pending, unallocated []*api.Task
 	var nodeList []*api.Node
 	var nets *allocator.Index
 	m.store.View(func(tx store.ReadTx) {
+		// Nothing pending, nothing to read: the common case of a pass.
+		if waiting = tx.PendingTasks(); len(waiting) == 0 {
+			return
+		}
 		nodeList = tx.Nodes()
 		tasks = tx.Tasks()
 		nets = allocator.NewIndex(tx.Networks(), tx.Services())
 	})
-	for _, t := range tasks {
-		if t.Status.State == api.TaskPending && t.DesiredState == api.TaskRunning {
-			if !nets.Ready(t) {
-				unallocated = append(unallocated, t)
-				continue
-			}
-			pending = append(pending, t)
+	for _, t := range waiting {
+		if !nets.Ready(t) {
+			unallocated = append(unallocated, t)
+			continue
 		}
+		pending = append(pending, t)
 	}
 	m.markUnallocated(ctx, unallocated)
 	if len(pending) == 0 {

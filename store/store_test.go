@@ -820,3 +820,57 @@ func TestUpdatesSerialize(t *testing.T) {
 		}
 	}
 }
+
+func TestPendingTasks(t *testing.T) {
+	s, _ := newStore(t)
+	task := func(id string, state, desired api.TaskState) *api.Task {
+		return &api.Task{ID: id, ServiceID: "svc", DesiredState: desired, Status: api.TaskStatus{State: state}}
+	}
+	ids := func(ts []*api.Task) []string {
+		var out []string
+		for _, t := range ts {
+			out = append(out, t.ID)
+		}
+		return out
+	}
+	mustUpdate(t, s, func(tx *Tx) error {
+		for _, tk := range []*api.Task{
+			task("p1", api.TaskPending, api.TaskRunning),
+			task("p2", api.TaskPending, api.TaskRunning),
+			task("r1", api.TaskRunning, api.TaskRunning),
+			task("s1", api.TaskPending, api.TaskShutdown),
+		} {
+			if err := tx.PutTask(tk); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	s.View(func(tx ReadTx) {
+		if got, want := ids(tx.PendingTasks()), []string{"p1", "p2"}; !reflect.DeepEqual(got, want) {
+			t.Errorf("pending %v, want %v", got, want)
+		}
+	})
+	mustUpdate(t, s, func(tx *Tx) error {
+		p1 := tx.Task("p1")
+		p1.Status.State = api.TaskAssigned
+		if err := tx.PutTask(p1); err != nil {
+			return err
+		}
+		if err := tx.PutTask(task("p3", api.TaskPending, api.TaskRunning)); err != nil {
+			return err
+		}
+		if err := tx.DeleteTask("p2"); err != nil {
+			return err
+		}
+		if got, want := ids(tx.PendingTasks()), []string{"p3"}; !reflect.DeepEqual(got, want) {
+			t.Errorf("pending in the writing tx %v, want %v", got, want)
+		}
+		return nil
+	})
+	s.View(func(tx ReadTx) {
+		if got, want := ids(tx.PendingTasks()), []string{"p3"}; !reflect.DeepEqual(got, want) {
+			t.Errorf("pending after commit %v, want %v", got, want)
+		}
+	})
+}

@@ -52,6 +52,14 @@ var tasks = &table[api.Task]{
 	indexes: map[string]func(*api.Task) string{
 		"service": func(t *api.Task) string { return t.ServiceID },
 		"node":    func(t *api.Task) string { return t.NodeID },
+		// pending: the scheduler's work, found without copying every task
+		// (an idle pass over 10k tasks cloned them all, every second).
+		"pending": func(t *api.Task) string {
+			if t.Status.State == api.TaskPending && t.DesiredState == api.TaskRunning {
+				return "pending"
+			}
+			return ""
+		},
 	},
 }
 
@@ -117,6 +125,9 @@ type ReadTx interface {
 	TasksOfService(serviceID string) []*api.Task
 	// TasksOnNode returns the tasks assigned to a node sorted by ID.
 	TasksOnNode(nodeID string) []*api.Task
+	// PendingTasks returns the tasks pending and desired running (the
+	// scheduler's work) sorted by ID.
+	PendingTasks() []*api.Task
 	// Network returns the network with that ID, or nil.
 	Network(id string) *api.Network
 	// Networks returns all networks sorted by ID.
@@ -160,6 +171,7 @@ func (tx *Tx) TasksOfService(serviceID string) []*api.Task {
 	return tasks.where(tx, "service", serviceID)
 }
 func (tx *Tx) TasksOnNode(nodeID string) []*api.Task { return tasks.where(tx, "node", nodeID) }
+func (tx *Tx) PendingTasks() []*api.Task             { return tasks.where(tx, "pending", "pending") }
 
 // PutService creates (Meta.Version 0) or replaces (Meta.Version as read) a service.
 func (tx *Tx) PutService(s *api.Service) error { return services.put(tx, s) }
