@@ -413,16 +413,7 @@ func (a *app) serviceLsCmd() *cobra.Command {
 					return err
 				}
 				sortServices(services)
-				switch {
-				case quiet:
-					return writeServiceIDs(a.stdout, services)
-				case format == formatJSON:
-					if services == nil {
-						services = []api.ServiceView{}
-					}
-					return writeJSON(a.stdout, services)
-				}
-				return writeServiceTable(a.stdout, services)
+				return a.writeServices(services, format, quiet)
 			})
 		},
 	}
@@ -594,4 +585,18 @@ func (a *app) serviceLogsCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines")
 	return cmd
+}
+
+// writeServices prints services as asked: IDs, JSON or a table.
+func (a *app) writeServices(services []api.ServiceView, format string, quiet bool) error {
+	switch {
+	case quiet:
+		return writeServiceIDs(a.stdout, services)
+	case format == formatJSON:
+		if services == nil {
+			services = []api.ServiceView{}
+		}
+		return writeJSON(a.stdout, services)
+	}
+	return writeServiceTable(a.stdout, services)
 }

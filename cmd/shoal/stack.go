@@ -490,16 +490,7 @@ func (a *app) stackServicesCmd() *cobra.Command {
 				if len(services) == 0 && format == "" && !quiet {
 					return fmt.Errorf("nothing found in stack: %s", args[0])
 				}
-				switch {
-				case quiet:
-					return writeServiceIDs(a.stdout, services)
-				case format == formatJSON:
-					if services == nil {
-						services = []api.ServiceView{}
-					}
-					return writeJSON(a.stdout, services)
-				}
-				return writeServiceTable(a.stdout, services)
+				return a.writeServices(services, format, quiet)
 			})
 		},
 	}
